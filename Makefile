@@ -1,0 +1,43 @@
+# labkit: `make run` (the lab's main job), `make test` (the suite), `make lab` (JupyterLab).
+# Each target sets everything up first, idempotently: a second run with nothing changed only
+# checks the stamp below.
+SHELL := /bin/bash
+VENV  := .venv
+PY    := $(VENV)/bin/python
+STAMP := $(VENV)/.labkit-ready
+SETUP_INPUTS := requirements.txt pyproject.toml tools/setup.sh tools/build_horovod.sh tools/apt-packages.txt
+
+.PHONY: setup run test lab bench doctor clean distclean
+
+setup: $(STAMP)
+
+$(STAMP): $(SETUP_INPUTS)
+	@rm -f $(STAMP)
+	@bash tools/setup.sh
+	@touch $(STAMP)
+
+## run: execute every notebook in notebooks/ (fast mode) and write build/report.{json,html}
+run: setup
+	$(PY) -m labkit run notebooks --build build
+
+## test: the whole pytest suite
+test: setup
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+## lab: JupyterLab on the lab (http://localhost:8888)
+lab: setup
+	$(VENV)/bin/jupyter lab --notebook-dir=. $(LAB_ARGS)
+
+## bench: every benchmark in bench/ (each prints a JSON line last)
+bench: setup
+	@for b in bench/*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
+
+doctor: setup
+	$(PY) -m labkit doctor
+
+clean:
+	rm -rf build .pytest_cache
+
+## distclean: also remove .venv (the Horovod wheel stays cached in ~/.cache/labkit)
+distclean: clean
+	rm -rf $(VENV)

@@ -1,0 +1,169 @@
+"""Execute notebooks headless with papermill and write the lab's report.
+
+``labkit run notebooks/`` (what ``make run`` calls) executes each notebook with its fast
+defaults, and writes into ``build/``:
+
+- ``build/notebooks/<name>.ipynb``: the executed notebook, outputs included;
+- ``build/figures/<name>/<n>.png``: every image the notebook showed, in order;
+- ``build/report.json``: ``{"notebooks": [{"path", "status", "seconds", "error", ...}],
+  "assignments": [...], "environment": {...}}`` (DESIGN.md §2);
+- ``build/report.html``: the same for a person, with each notebook's figures.
+
+A failing notebook is recorded and the run goes on; the exit status says whether all passed.
+"""
+from __future__ import annotations
+
+import base64
+import html
+import json
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import nbformat
+
+from labkit import doctor
+
+
+@dataclass
+class NotebookResult:
+    """How one notebook ran."""
+
+    path: str
+    status: str  # "ok" | "failed"
+    seconds: float
+    error: str | None = None
+    output: str | None = None
+    figures: list[str] = field(default_factory=list)
+
+
+def find_notebooks(paths: list[str | Path]) -> list[Path]:
+    """Notebooks named directly, or found (sorted, non-recursively) in the folders named."""
+    found: list[Path] = []
+    for p in map(Path, paths):
+        if p.is_dir():
+            found.extend(sorted(q for q in p.glob("*.ipynb") if not q.name.startswith(".")))
+        elif p.suffix == ".ipynb" and p.exists():
+            found.append(p)
+        else:
+            raise FileNotFoundError(f"no notebook or folder at {p}")
+    return found
+
+
+def _error_summary(exc: BaseException) -> str:
+    """The part of a papermill error a person needs: the exception name and message."""
+    ename, evalue = getattr(exc, "ename", None), getattr(exc, "evalue", None)
+    if ename:
+        return f"{ename}: {evalue}"
+    return f"{type(exc).__name__}: {exc}".strip()
+
+
+def extract_figures(nb_path: Path, out_dir: Path) -> list[Path]:
+    """Save every PNG output of an executed notebook as ``out_dir/<n>.png``; return the paths."""
+    nb = nbformat.read(nb_path, as_version=4)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for old in out_dir.glob("*.png"):
+        old.unlink()
+    saved = []
+    for cell in nb.cells:
+        for output in cell.get("outputs", []):
+            data = output.get("data", {}).get("image/png")
+            if data:
+                path = out_dir / f"{len(saved) + 1:02d}.png"
+                path.write_bytes(base64.b64decode(data))
+                saved.append(path)
+    return saved
+
+
+def execute_notebook(path: Path, build: Path, parameters: dict | None = None,
+                     cell_timeout: int = 600, progress: bool = False) -> NotebookResult:
+    """Run one notebook with papermill into ``build/notebooks``; never raises for notebook errors."""
+    import papermill
+
+    out_nb = build / "notebooks" / path.name
+    out_nb.parent.mkdir(parents=True, exist_ok=True)
+    start = time.perf_counter()
+    status, error = "ok", None
+    try:
+        papermill.execute_notebook(
+            str(path), str(out_nb), parameters=parameters or {}, kernel_name="python3",
+            cwd=str(path.parent), execution_timeout=cell_timeout, progress_bar=progress,
+            log_output=False, request_save_on_cell_execute=False,
+        )
+    except Exception as exc:  # PapermillExecutionError, timeouts, dead kernels: record and go on
+        status, error = "failed", _error_summary(exc)
+    seconds = round(time.perf_counter() - start, 2)
+    figures = extract_figures(out_nb, build / "figures" / path.stem) if out_nb.exists() else []
+    return NotebookResult(path=str(path), status=status, seconds=seconds, error=error,
+                          output=str(out_nb.relative_to(build)) if out_nb.exists() else None,
+                          figures=[str(f.relative_to(build)) for f in figures])
+
+
+def environment() -> dict:
+    """What the report records about the machine (cheap: no TensorFlow import)."""
+    checks = {c.name: c.value for c in doctor.collect(brief=True)}
+    return {"python": checks["python"], "tensorflow": checks["tensorflow"], "keras": checks["keras"],
+            "horovod": checks["horovod"], "papermill": checks["papermill"], "cores": doctor.usable_cores(),
+            "platform": sys.platform}
+
+
+def write_report(build: Path, notebooks: list[NotebookResult], assignments: list[dict] | None = None) -> dict:
+    """Write ``report.json`` and ``report.html`` into ``build``; return the report."""
+    report = {"notebooks": [asdict(n) for n in notebooks], "assignments": assignments or [],
+              "environment": environment()}
+    build.mkdir(parents=True, exist_ok=True)
+    (build / "report.json").write_text(json.dumps(report, indent=2))
+    (build / "report.html").write_text(render_html(report))
+    return report
+
+
+_CSS = """
+body{font-family:system-ui,sans-serif;margin:2rem;max-width:72rem;color:#222}
+table{border-collapse:collapse;width:100%} td,th{padding:.4rem .6rem;border-bottom:1px solid #ddd;text-align:left}
+.ok{color:#0a7d32;font-weight:600} .failed{color:#c62828;font-weight:600}
+.figs img{max-height:180px;margin:.3rem;border:1px solid #eee} code{font-size:.85em}
+.error{color:#c62828;white-space:pre-wrap;font-family:monospace;font-size:.85em}
+"""
+
+
+def render_html(report: dict) -> str:
+    """A self-contained page: one row per notebook (status, time, error) and its figures."""
+    esc = html.escape
+    rows = []
+    for nb in report["notebooks"]:
+        figs = "".join(f'<a href="{esc(f)}"><img src="{esc(f)}" alt="figure {i + 1} of {esc(nb["path"])}"></a>'
+                       for i, f in enumerate(nb.get("figures", [])))
+        link = (f'<a href="{esc(nb["output"])}">{esc(nb["path"])}</a>'
+                if nb.get("output") else esc(nb["path"]))
+        error = f'<div class="error">{esc(nb["error"])}</div>' if nb.get("error") else ""
+        rows.append(f'<tr><td>{link}{error}</td><td class="{esc(nb["status"])}">{esc(nb["status"])}</td>'
+                    f'<td>{nb["seconds"]:.1f} s</td></tr><tr><td colspan="3" class="figs">{figs}</td></tr>')
+    for a in report.get("assignments", []):
+        rows.append(f'<tr><td>assignment {esc(str(a.get("name")))}</td><td class="{esc(str(a.get("status")))}">'
+                    f'{esc(str(a.get("status")))}</td><td>{esc(str(a.get("summary", "")))}</td></tr>')
+    ok = sum(nb["status"] == "ok" for nb in report["notebooks"])
+    env = " · ".join(f"{k} {v}" for k, v in report["environment"].items())
+    return f"""<!doctype html><html lang="en"><head><meta charset="utf-8"><title>labkit report</title>
+<style>{_CSS}</style></head><body><h1>labkit report</h1>
+<p>{ok} of {len(report["notebooks"])} notebooks ran cleanly. <small>{esc(env)}</small></p>
+<table><thead><tr><th>notebook</th><th>status</th><th>time</th></tr></thead><tbody>
+{''.join(rows)}</tbody></table></body></html>
+"""
+
+
+def run(paths: list[str | Path], build: str | Path = "build", parameters: dict | None = None,
+        cell_timeout: int = 600, echo=print) -> dict:
+    """Execute the notebooks found in ``paths``, print a line per notebook, write the report."""
+    build = Path(build)
+    notebooks = find_notebooks(paths)
+    results = []
+    for i, path in enumerate(notebooks, 1):
+        echo(f"[{i}/{len(notebooks)}] {path} ...")
+        result = execute_notebook(path, build, parameters=parameters, cell_timeout=cell_timeout)
+        mark = "ok" if result.status == "ok" else f"FAILED: {result.error}"
+        echo(f"[{i}/{len(notebooks)}] {path}: {mark} ({result.seconds:.1f} s, {len(result.figures)} figures)")
+        results.append(result)
+    report = write_report(build, results)
+    echo(f"report: {build / 'report.html'} ({sum(r.status == 'ok' for r in results)}/{len(results)} ok)")
+    return report

@@ -1,0 +1,38 @@
+"""Thread budgets: how many CPU threads each worker process may use.
+
+Kept free of TensorFlow imports so that launchers can plan budgets cheaply;
+:func:`labkit.distributed.configure_threads` applies one inside a TF process.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from labkit.doctor import usable_cores
+
+
+@dataclass(frozen=True)
+class ThreadBudget:
+    """How many threads one worker may use: TF intra-op, TF inter-op (and OpenMP = intra)."""
+
+    intra_op: int
+    inter_op: int = 1
+
+    def env(self) -> dict[str, str]:
+        """Environment variables that apply this budget to a process started with them."""
+        return {
+            "OMP_NUM_THREADS": str(self.intra_op),
+            "TF_NUM_INTRAOP_THREADS": str(self.intra_op),
+            "TF_NUM_INTEROP_THREADS": str(self.inter_op),
+        }
+
+
+def thread_budget(workers: int, cores: int | None = None) -> ThreadBudget:
+    """Split ``cores`` (default: the usable cores) fairly between ``workers`` processes.
+
+    Each worker gets ``cores // workers`` intra-op threads (at least 1) and one inter-op thread,
+    so that workers don't fight each other and Horovod's background thread for the same cores.
+    """
+    if workers < 1:
+        raise ValueError(f"workers must be at least 1, got {workers}")
+    cores = usable_cores() if cores is None else cores
+    return ThreadBudget(intra_op=max(1, cores // workers), inter_op=1)
