@@ -9,23 +9,27 @@
 #   3. (run time) Keras 3 variables lack .ref(); labkit.distributed carries that workaround.
 # The wheel is cached per Horovod+TensorFlow version, so later runs install it in seconds.
 #
-# Usage: tools/build_horovod.sh [VENV]   (default .venv)
+# Usage: tools/build_horovod.sh [--force] [VENV]   (default .venv)
+#   --force: rebuild from source even if installed or cached (e.g. after changing TensorFlow).
 set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
+force=0
+if [ "${1:-}" = "--force" ]; then force=1; shift; fi
 venv=${1:-$here/.venv}
+reqs=${LABKIT_REQUIREMENTS:-$here/requirements.txt}
 py=$venv/bin/python
 say() { printf '[horovod] %s\n' "$*"; }
 die() { printf '[horovod] error: %s\n' "$*" >&2; exit 1; }
 
 [ -x "$py" ] || die "no Python at $py; run tools/setup.sh (or 'make setup') first."
-hvd_version=$(sed -n 's/^horovod==\([^ ]*\).*/\1/p' "$here/requirements.txt")
-[ -n "$hvd_version" ] || die "requirements.txt has no 'horovod==' pin."
+hvd_version=$(sed -n 's/^horovod==\([^ ]*\).*/\1/p' "$reqs")
+[ -n "$hvd_version" ] || die "$reqs has no 'horovod==' pin."
 tf_version=$("$py" -c 'import importlib.metadata as m; print(m.version("tensorflow-cpu"))' 2>/dev/null) \
   || die "TensorFlow is not installed in $venv; Horovod must be built against it. Run 'make setup'."
 
 installed=$("$py" -c 'import importlib.metadata as m; print(m.version("horovod"))' 2>/dev/null || true)
 # Cheap check (no TF import): the right version, with its TensorFlow extension library present.
-if [ "$installed" = "$hvd_version" ] && "$py" -c 'import glob, importlib.util, os, sys
+if [ $force = 0 ] && [ "$installed" = "$hvd_version" ] && "$py" -c 'import glob, importlib.util, os, sys
 spec = importlib.util.find_spec("horovod")
 sys.exit(not glob.glob(os.path.join(os.path.dirname(spec.origin), "tensorflow", "mpi_lib*.so")))' 2>/dev/null; then
   say "horovod $hvd_version already installed and importable."
@@ -35,6 +39,7 @@ fi
 cache=${LABKIT_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/labkit}/wheels/tf-$tf_version
 mkdir -p "$cache"
 wheel=$(ls "$cache"/horovod-"$hvd_version"-*.whl 2>/dev/null | head -n1 || true)
+[ $force = 0 ] || wheel=""
 if [ -z "$wheel" ]; then
   command -v c++ >/dev/null 2>&1 || die "no C++ compiler found. Horovod is compiled from source: install one (Debian: 'apt-get install -y g++ make') and re-run."
   command -v make >/dev/null 2>&1 || die "'make' not found. Debian: 'apt-get install -y make'."

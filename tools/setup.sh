@@ -3,10 +3,15 @@
 # dependencies from requirements.txt, Horovod built from source (tools/build_horovod.sh),
 # system packages the lab needs, and labkit itself (editable). A re-run with nothing changed
 # only checks stamps and takes a second or two; an interrupted run is recovered by re-running.
+#
+# Environment: PYTHON (the 3.11 to build from), LABKIT_VENV (default .venv),
+# LABKIT_REQUIREMENTS (default requirements.txt; without a horovod pin, Horovod is skipped).
 set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
 cd "$here"
-venv=$here/.venv
+venv=${LABKIT_VENV:-$here/.venv}
+reqs=${LABKIT_REQUIREMENTS:-$here/requirements.txt}
+[ -f "$reqs" ] || { printf '[setup] error: no requirements file at %s\n' "$reqs" >&2; exit 1; }
 say() { printf '[setup] %s\n' "$*"; }
 die() { printf '[setup] error: %s\n' "$*" >&2; exit 1; }
 digest() { cat "$@" | sha256sum | cut -c1-16; }
@@ -55,24 +60,34 @@ fi
 vpy=$venv/bin/python
 
 deps_stamp=$venv/.labkit-deps
-deps_hash=$(digest requirements.txt)
+deps_hash=$(digest "$reqs")
 if [ "$(cat "$deps_stamp" 2>/dev/null)" != "$deps_hash" ]; then
-  say "installing pinned dependencies from requirements.txt (a few minutes the first time)..."
-  grep -vE '^\s*(#|$|horovod==)' requirements.txt > "$venv/.labkit-requirements.txt"
-  "$vpy" -m pip install --quiet --disable-pip-version-check -r "$venv/.labkit-requirements.txt" \
-    || die "pip could not install requirements.txt (see above). Re-run 'make setup' once the cause is fixed; finished packages are kept."
+  say "installing pinned dependencies from $(basename "$reqs") (a few minutes the first time)..."
+  grep -vE '^\s*(#|$|horovod==)' "$reqs" > "$venv/.labkit-requirements.txt"
+  # (the grep drops the noise that a missing local index in some pip configs prints per package)
+  status=0
+  "$vpy" -m pip install --quiet --disable-pip-version-check -r "$venv/.labkit-requirements.txt" 2>&1 \
+    | { grep -v "is neither a file nor a directory" || true; } >&2 || status=$?
+  [ $status = 0 ] || die "pip could not install $(basename "$reqs") (see above). Re-run 'make setup' once the cause is fixed; finished packages are kept."
   echo "$deps_hash" > "$deps_stamp"
 else
   say "dependencies up to date."
 fi
 
 # --- 4. Horovod, built from source with a cached wheel ---------------------------------------
-tools/build_horovod.sh "$venv"
+if grep -q '^horovod==' "$reqs"; then
+  LABKIT_REQUIREMENTS=$reqs tools/build_horovod.sh "$venv"
+else
+  say "no horovod pin in $(basename "$reqs"): skipping Horovod."
+fi
 
 # --- 5. labkit itself ------------------------------------------------------------------------
 # -I keeps the current folder off sys.path, so this sees only what is installed in .venv.
 if ! "$vpy" -I -c 'import labkit, sys; sys.exit(not labkit.__file__.startswith(sys.argv[1]))' "$here/labkit" 2>/dev/null; then
   "$vpy" -m pip install --quiet --no-deps --no-build-isolation -e . || die "could not install labkit itself."
 fi
-"$vpy" -m ipykernel install --sys-prefix --name python3 --display-name "Python 3 (labkit)" >/dev/null
+# The notebooks' "python3" kernel is this venv's Python.
+if "$vpy" -c 'import ipykernel' 2>/dev/null; then
+  "$vpy" -m ipykernel install --sys-prefix --name python3 --display-name "Python 3 (labkit)" >/dev/null
+fi
 say "ready: $("$vpy" -m labkit doctor --brief 2>/dev/null || echo 'labkit installed')"

@@ -1,0 +1,47 @@
+"""Every committed notebook is clean and runs headless with its fast defaults (CI executes them all)."""
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from labkit import hygiene, runner
+
+ROOT = Path(__file__).resolve().parent.parent
+LAB_NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
+ALL_NOTEBOOKS = sorted(p for p in LAB_NOTEBOOKS + list((ROOT / "assignments").rglob("*.ipynb"))
+                       if ".ipynb_checkpoints" not in p.parts)
+
+
+def test_there_are_lab_notebooks():
+    assert any(p.name == "00_welcome.ipynb" for p in LAB_NOTEBOOKS)
+
+
+@pytest.mark.parametrize("path", ALL_NOTEBOOKS, ids=lambda p: str(p.relative_to(ROOT)))
+def test_committed_notebook_is_clean(path):
+    assert hygiene.check_file(path) == []
+
+
+def test_hygiene_catches_outputs_and_missing_parameters():
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_markdown_cell("# Title"), nbformat.v4.new_code_cell("x = 1")]
+    assert any("parameters" in p for p in hygiene.problems(nb))
+    nb.cells[1].metadata["tags"] = ["parameters"]
+    assert hygiene.problems(nb) == []
+    nb.cells[1].outputs = [nbformat.v4.new_output("stream", text="1")]
+    assert any("outputs" in p for p in hygiene.problems(nb))
+    assert hygiene.problems(hygiene.strip_outputs(nb)) == []
+    nb.cells.insert(0, nbformat.v4.new_code_cell("import os"))
+    assert len(hygiene.problems(nb)) == 2  # untitled, and the parameters cell is not first
+
+
+def test_unreadable_notebook_is_reported(tmp_path):
+    bad = tmp_path / "bad.ipynb"
+    bad.write_text("{not json")
+    assert "cannot be read" in hygiene.check_file(bad)[0]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("path", LAB_NOTEBOOKS, ids=lambda p: p.name)
+def test_lab_notebook_runs_with_fast_defaults(path, tmp_path):
+    result = runner.execute_notebook(path, tmp_path)
+    assert result.status == "ok", f"{path.name} failed: {result.error}"

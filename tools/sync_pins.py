@@ -1,0 +1,77 @@
+"""Write environment.yml and binder/requirements.txt from requirements.txt (the single source).
+
+    python tools/sync_pins.py          # rewrite both
+    python tools/sync_pins.py --check  # exit 1 and say what differs (tests/test_pins.py does this)
+
+Horovod is left out of both: it is built from source after TensorFlow (tools/build_horovod.sh),
+which binder/postBuild runs the same way.
+"""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def pins(root: Path = ROOT) -> dict[str, str]:
+    """``{name: version}`` for every ``name==version`` line (comments and blanks skipped)."""
+    path = root / "requirements.txt"
+    found = {}
+    for line in path.read_text().splitlines():
+        line = line.split("#", 1)[0].strip()
+        if line:
+            name, sep, version = line.partition("==")
+            if not sep:
+                raise ValueError(f"{path.name}: '{line}' is not pinned with ==")
+            found[name.strip().lower()] = version.strip()
+    return found
+
+
+def pip_lines(p: dict[str, str]) -> list[str]:
+    return [f"{name}=={version}" for name, version in p.items() if name != "horovod"]
+
+
+def environment_yml(p: dict[str, str]) -> str:
+    body = "\n".join(f"      - {line}" for line in pip_lines(p))
+    return f"""# For conda users: `conda env create -f environment.yml`, then `bash tools/build_horovod.sh "$CONDA_PREFIX"`.
+# Generated from requirements.txt by tools/sync_pins.py; tests/test_pins.py fails when they drift.
+name: labkit
+channels:
+  - conda-forge
+dependencies:
+  - python=3.11
+  - pip
+  - cxx-compiler
+  - make
+  - pip:
+{body}
+"""
+
+
+def binder_requirements(p: dict[str, str]) -> str:
+    return ("# repo2docker installs these; binder/postBuild then builds Horovod (tools/build_horovod.sh).\n"
+            "# Generated from requirements.txt by tools/sync_pins.py; tests/test_pins.py fails when they drift.\n"
+            + "\n".join(pip_lines(p)) + "\n")
+
+
+def expected_files(root: Path = ROOT) -> dict[Path, str]:
+    p = pins(root)
+    return {root / "environment.yml": environment_yml(p), root / "binder" / "requirements.txt": binder_requirements(p)}
+
+
+def main(argv: list[str], root: Path = ROOT) -> int:
+    expected = expected_files(root)
+    stale = [path for path, text in expected.items() if not path.exists() or path.read_text() != text]
+    if "--check" in argv:
+        for path in stale:
+            print(f"{path.relative_to(root)} has drifted from requirements.txt: run 'python tools/sync_pins.py'")
+        return 1 if stale else 0
+    for path, text in expected.items():
+        path.write_text(text)
+        print(f"wrote {path.relative_to(root)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
