@@ -24,9 +24,9 @@ run: setup
 test: setup
 	$(PY) -m pytest $(PYTEST_ARGS)
 
-## lab: JupyterLab on the lab (http://localhost:8888)
+## lab: JupyterLab on the lab (http://localhost:8888); as root (containers, CI) it needs --allow-root
 lab: setup
-	$(VENV)/bin/jupyter lab --notebook-dir=. $(LAB_ARGS)
+	$(VENV)/bin/jupyter lab --ServerApp.root_dir=. $(if $(filter 0,$(shell id -u)),--allow-root) $(LAB_ARGS)
 
 ## bench: every benchmark in bench/ (each prints a JSON line last)
 bench: setup

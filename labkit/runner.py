@@ -3,7 +3,8 @@
 ``labkit run notebooks/`` (what ``make run`` calls) executes each notebook with its fast
 defaults, and writes into ``build/``:
 
-- ``build/notebooks/<name>.ipynb``: the executed notebook, outputs included;
+- ``build/notebooks/<name>.ipynb``: the executed notebook, outputs included, and ``<name>.html``,
+  a static page of it (no scripts, so it opens offline);
 - ``build/figures/<name>/<n>.png``: every image the notebook showed, in order;
 - ``build/report.json``: ``{"notebooks": [{"path", "status", "seconds", "error", ...}],
   "assignments": [...], "environment": {...}}`` (DESIGN.md §2);
@@ -35,6 +36,7 @@ class NotebookResult:
     seconds: float
     error: str | None = None
     output: str | None = None
+    html: str | None = None
     figures: list[str] = field(default_factory=list)
 
 
@@ -76,6 +78,23 @@ def extract_figures(nb_path: Path, out_dir: Path) -> list[Path]:
     return saved
 
 
+def render_notebook_html(nb_path: Path) -> Path:
+    """A static HTML page of an executed notebook, next to it, with no scripts at all.
+
+    nbconvert's templates pull MathJax, require.js and mermaid from CDNs; the lab works offline,
+    so every script is dropped (outputs are static: images are embedded, text stays text).
+    """
+    import re
+
+    from nbconvert import HTMLExporter
+
+    body, _ = HTMLExporter(template_name="lab", mathjax_url="", require_js_url="").from_filename(str(nb_path))
+    body = re.sub(r"<script\b[^>]*>.*?</script>", "", body, flags=re.S | re.I)
+    out = nb_path.with_suffix(".html")
+    out.write_text(body)
+    return out
+
+
 def execute_notebook(path: Path, build: Path, parameters: dict | None = None,
                      cell_timeout: int = 600, progress: bool = False) -> NotebookResult:
     """Run one notebook with papermill into ``build/notebooks``; never raises for notebook errors."""
@@ -95,8 +114,10 @@ def execute_notebook(path: Path, build: Path, parameters: dict | None = None,
         status, error = "failed", _error_summary(exc)
     seconds = round(time.perf_counter() - start, 2)
     figures = extract_figures(out_nb, build / "figures" / path.stem) if out_nb.exists() else []
+    page = render_notebook_html(out_nb) if out_nb.exists() else None
     return NotebookResult(path=str(path), status=status, seconds=seconds, error=error,
                           output=str(out_nb.relative_to(build)) if out_nb.exists() else None,
+                          html=str(page.relative_to(build)) if page else None,
                           figures=[str(f.relative_to(build)) for f in figures])
 
 
@@ -134,8 +155,8 @@ def render_html(report: dict) -> str:
     for nb in report["notebooks"]:
         figs = "".join(f'<a href="{esc(f)}"><img src="{esc(f)}" alt="figure {i + 1} of {esc(nb["path"])}"></a>'
                        for i, f in enumerate(nb.get("figures", [])))
-        link = (f'<a href="{esc(nb["output"])}">{esc(nb["path"])}</a>'
-                if nb.get("output") else esc(nb["path"]))
+        link = (f'<a href="{esc(nb["html"])}">{esc(nb["path"])}</a>'
+                if nb.get("html") else esc(nb["path"]))
         error = f'<div class="error">{esc(nb["error"])}</div>' if nb.get("error") else ""
         rows.append(f'<tr><td>{link}{error}</td><td class="{esc(nb["status"])}">{esc(nb["status"])}</td>'
                     f'<td>{nb["seconds"]:.1f} s</td></tr><tr><td colspan="3" class="figs">{figs}</td></tr>')
@@ -160,7 +181,8 @@ def run(paths: list[str | Path], build: str | Path = "build", parameters: dict |
     results = []
     for i, path in enumerate(notebooks, 1):
         echo(f"[{i}/{len(notebooks)}] {path} ...")
-        result = execute_notebook(path, build, parameters=parameters, cell_timeout=cell_timeout)
+        result = execute_notebook(path, build, parameters=parameters, cell_timeout=cell_timeout,
+                                  progress=sys.stderr.isatty())
         mark = "ok" if result.status == "ok" else f"FAILED: {result.error}"
         echo(f"[{i}/{len(notebooks)}] {path}: {mark} ({result.seconds:.1f} s, {len(result.figures)} figures)")
         results.append(result)
