@@ -7,18 +7,30 @@ What it does, and why:
 - ``fn`` and its arguments travel to the workers with cloudpickle, so a function defined in a
   notebook cell works. Each worker starts Horovod (:func:`labkit.distributed.init`) with an
   explicit thread budget before calling ``fn``.
-- The workers are started by the real ``horovodrun --gloo`` (``-H`` hosts for clusters).
+- The workers are started by the real ``horovodrun --gloo``. ``hosts`` takes horovodrun's ``-H``
+  syntax for clusters (see below).
 - Rank 0's output streams live (into the notebook cell); the other ranks' output is kept for
-  error messages.
+  error messages. A worker that calls :func:`progress` drives a progress bar in the notebook.
 - A wall-clock ``timeout`` covers the whole run. On timeout, on a crashed worker and on
   KeyboardInterrupt (a notebook's "interrupt kernel"), every process of the job is killed before
-  returning, and :class:`WorkerError` names the rank that failed and why.
+  returning, and :class:`WorkerError` names the rank that failed and why. Workers also watch the
+  process that launched them and exit if it dies (a restarted kernel leaves no orphans).
+- :func:`run_local` starts N plain Python processes without Horovod (each with its own
+  environment, e.g. ``TF_CONFIG`` for ``tf.distribute.MultiWorkerMirroredStrategy``), with the
+  same streaming, timeout and teardown.
+
+Clusters: ``run(fn, np=8, hosts="node1:4,node2:4")`` runs 4 workers on each node. horovodrun
+reaches the nodes by passwordless ``ssh`` (``horovodrun_args=["-p", "2222"]`` for another port),
+every node needs the same Python environment at the same path, and the job folder that carries
+``fn`` must be on a file system all nodes share: pass ``job_root="/shared/scratch"``.
 """
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -36,14 +48,40 @@ from labkit.threads import ThreadBudget, thread_budget
 
 #: horovodrun prefixes each worker line with its rank: ``[0]<stdout>:text`` (Gloo launcher).
 _PREFIX = re.compile(r"^\[(\d+)\]<(stdout|stderr)>:(.*)$")
+#: horovodrun names the first worker that failed: "... after failure of Process 1."
+_FIRST_FAILURE = re.compile(r"failure of Process (\d+)")
+_EXIT_STATUS = re.compile(r"Process (\d+) exit with status code (-?\d+)")
+#: A worker's progress line (see :func:`progress`); the launcher turns it into a progress bar.
+_PROGRESS_TAG = "@@labkit-progress "
 
 
 class WorkerError(RuntimeError):
-    """A Horovod job failed: ``rank`` (or None if no single rank is to blame) and ``reason``."""
+    """A job failed: ``rank`` (or None if no single rank is to blame) and ``reason``
+    (``"timeout"``, the exception's last line, or how the process died)."""
 
     def __init__(self, message: str, rank: int | None = None, reason: str = "", output: str = ""):
         super().__init__(message)
         self.rank, self.reason, self.output = rank, reason, output
+
+
+# --------------------------------------------------------------------------------------------
+# Worker side
+# --------------------------------------------------------------------------------------------
+def progress(step: int, total: int, desc: str = "", **metrics) -> None:
+    """Call from the training function on each rank: rank 0's calls drive the notebook's progress bar.
+
+    ``metrics`` (e.g. ``loss=0.31``) appear next to the bar. Cheap: one short line per call.
+    """
+    payload = {"step": int(step), "total": int(total), "desc": desc,
+               "metrics": {k: float(v) for k, v in metrics.items()}}
+    print(_PROGRESS_TAG + json.dumps(payload), flush=True)
+
+
+def _signal_name(code: int) -> str:
+    try:
+        return signal.Signals(-code).name if code < 0 else ""
+    except ValueError:
+        return ""
 
 
 @dataclass
@@ -64,6 +102,22 @@ class _Job:
     def pid(self, rank: int) -> Path:
         return self.dir / f"pid.{rank}"
 
+    def write_pid(self, rank: int) -> None:
+        """Record this worker as ``host pid start-time`` (so teardown never kills a reused pid)."""
+        me = psutil.Process()
+        self.pid(rank).write_text(f"{socket.gethostname()} {me.pid} {me.create_time()!r}")
+
+    def local_worker(self, rank: int) -> psutil.Process | None:
+        """Rank ``rank``'s process if it runs on this host and is still the one that wrote its pid file."""
+        try:
+            host, pid, started = self.pid(rank).read_text().split()
+            proc = psutil.Process(int(pid))
+            if host == socket.gethostname() and abs(proc.create_time() - float(started)) < 0.01:
+                return proc
+        except (OSError, ValueError, psutil.Error):
+            pass
+        return None
+
 
 def horovodrun_path() -> str:
     """``horovodrun`` from the same environment as this Python."""
@@ -78,20 +132,83 @@ def horovodrun_path() -> str:
     return found
 
 
+def _slots(hosts: str) -> dict[str, int]:
+    """``"node1:4,node2:4"`` -> ``{"node1": 4, "node2": 4}`` (a host without ``:n`` has one slot)."""
+    out = {}
+    for entry in hosts.split(","):
+        name, _, count = entry.strip().partition(":")
+        if not name or (count and not count.isdigit()):
+            raise ValueError(f"hosts must look like 'node1:4,node2:4', got {hosts!r}")
+        out[name] = out.get(name, 0) + int(count or 1)
+    return out
+
+
+def horovodrun_command(job_dir: str | os.PathLike, np: int, hosts: str | None = None,
+                       extra: list[str] | None = None) -> list[str]:
+    """The ``horovodrun --gloo`` command line that starts ``np`` workers of the job in ``job_dir``.
+
+    ``hosts`` is horovodrun's ``-H`` syntax, ``"node1:4,node2:4"`` (host:slots); by default all
+    workers run here (``localhost:np``). Slots must add up to at least ``np``.
+    """
+    hosts = hosts or f"localhost:{np}"
+    slots = sum(_slots(hosts).values())
+    if slots < np:
+        raise ValueError(f"hosts {hosts!r} offer {slots} slot(s), fewer than np={np}")
+    return [horovodrun_path(), "--gloo", "-np", str(np), "-H", hosts, *(extra or []),
+            sys.executable, "-m", "labkit.launch", str(job_dir)]
+
+
+# --------------------------------------------------------------------------------------------
+# Output: stream rank 0, keep everyone's tail, turn progress lines into a bar
+# --------------------------------------------------------------------------------------------
+class _Bar:
+    """A tqdm bar (a widget in Jupyter, text in a terminal), created on the first progress line."""
+
+    def __init__(self):
+        self.bar = None
+
+    def update(self, info: dict) -> None:
+        from tqdm.auto import tqdm
+
+        if self.bar is None or self.bar.total != info["total"] or info["step"] < self.bar.n:
+            self.close()
+            self.bar = tqdm(total=info["total"], desc=info.get("desc") or "rank 0", leave=True)
+        self.bar.set_description(info.get("desc") or "rank 0", refresh=False)
+        if info["metrics"]:
+            self.bar.set_postfix({k: f"{v:.4g}" for k, v in info["metrics"].items()}, refresh=False)
+        self.bar.update(info["step"] - self.bar.n)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+
+
 @dataclass
 class _Output:
     """Collects workers' lines: streams rank 0's, keeps a tail of everyone's."""
 
     echo: bool
+    show_progress: bool = True
     tails: dict = field(default_factory=dict)
     launcher: deque = field(default_factory=lambda: deque(maxlen=50))
+    bar: _Bar = field(default_factory=_Bar)
 
     def feed(self, line: str) -> None:
         m = _PREFIX.match(line)
         if not m:
             self.launcher.append(line)
             return
-        rank, text = int(m.group(1)), m.group(3)
+        self.feed_rank(int(m.group(1)), m.group(3))
+
+    def feed_rank(self, rank: int, text: str) -> None:
+        if text.startswith(_PROGRESS_TAG):
+            if self.echo and self.show_progress and rank == 0:
+                try:
+                    self.bar.update(json.loads(text[len(_PROGRESS_TAG):]))
+                except Exception:  # noqa: BLE001 - a broken bar must never break the run
+                    pass
+            return
         self.tails.setdefault(rank, deque(maxlen=30)).append(text)
         if self.echo and rank == 0:
             print(text, flush=True)
@@ -101,19 +218,22 @@ class _Output:
         return "\n".join(lines)
 
 
-def _kill_tree(proc: subprocess.Popen, job: _Job, np: int, grace: float = 3.0) -> None:
-    """Terminate horovodrun, its children and every worker we know of; SIGKILL what lingers."""
+# --------------------------------------------------------------------------------------------
+# Teardown
+# --------------------------------------------------------------------------------------------
+def _kill_tree(roots: list[subprocess.Popen], job: _Job, np: int, grace: float = 3.0) -> None:
+    """Terminate the launched processes, their children and every worker we know of; SIGKILL what lingers."""
     procs = []
-    try:
-        root = psutil.Process(proc.pid)
-        procs = [root] + root.children(recursive=True)
-    except psutil.NoSuchProcess:
-        pass
-    for rank in range(np):  # workers can outlive their launcher: find them by their pid files
+    for proc in roots:
         try:
-            procs.append(psutil.Process(int(job.pid(rank).read_text())))
-        except (OSError, ValueError, psutil.NoSuchProcess):
+            root = psutil.Process(proc.pid)
+            procs += [root] + root.children(recursive=True)
+        except psutil.NoSuchProcess:
             pass
+    for rank in range(np):  # workers can outlive their launcher: find them by their pid files
+        worker = job.local_worker(rank)
+        if worker is not None:
+            procs.append(worker)
     for p in procs:
         try:
             p.send_signal(signal.SIGTERM)
@@ -126,97 +246,224 @@ def _kill_tree(proc: subprocess.Popen, job: _Job, np: int, grace: float = 3.0) -
         except psutil.NoSuchProcess:
             pass
     psutil.wait_procs(alive, timeout=grace)
+    for proc in roots:
+        try:
+            proc.wait(timeout=grace)
+        except subprocess.TimeoutExpired:
+            pass
+
+
+def _supervise(procs: list[subprocess.Popen], job: _Job, np: int, timeout: float, out: _Output,
+               readers: list[threading.Thread], stop_on_failure: bool) -> None:
+    """Wait for ``procs``; on timeout, interrupt or (if ``stop_on_failure``) one failing, kill them all."""
+    deadline = time.monotonic() + timeout
     try:
-        proc.wait(timeout=grace)
-    except subprocess.TimeoutExpired:
-        pass
+        while any(p.poll() is None for p in procs):
+            if time.monotonic() > deadline:
+                _kill_tree(procs, job, np)
+                raise WorkerError(
+                    f"the job ran past its {timeout:g} s timeout and was stopped (all workers killed).\n"
+                    f"Last output of rank 0:\n{out.tail(0)}", reason="timeout", output=out.tail(0))
+            if stop_on_failure and any(p.poll() not in (None, 0) for p in procs):
+                break
+            time.sleep(0.05)
+    except KeyboardInterrupt:
+        _kill_tree(procs, job, np)
+        raise
+    finally:
+        if any(p.poll() is None for p in procs):
+            _kill_tree(procs, job, np)
+        for r in readers:
+            r.join(timeout=5)
+        out.bar.close()
+    _kill_tree(procs, job, np, grace=1.0)  # nothing should be left; make sure of it
+
+
+# --------------------------------------------------------------------------------------------
+# Launchers
+# --------------------------------------------------------------------------------------------
+def _budget(np: int, threads) -> ThreadBudget:
+    if threads is None:
+        return thread_budget(np)
+    if isinstance(threads, int):
+        return ThreadBudget(intra_op=threads)
+    return threads
+
+
+def _base_env(threads: ThreadBudget, env: dict | None) -> dict:
+    # Workers see the caller's sys.path, so functions from its modules unpickle there too.
+    return {**os.environ, **threads.env(), "PYTHONUNBUFFERED": "1",
+            "PYTHONPATH": os.pathsep.join(p for p in sys.path if p),
+            "LABKIT_INTRA_OP": str(threads.intra_op), "LABKIT_INTER_OP": str(threads.inter_op),
+            "LABKIT_PARENT": f"{socket.gethostname()} {os.getpid()}", **(env or {})}
 
 
 def run(fn, *args, np: int = 2, threads: ThreadBudget | int | None = None, timeout: float = 600,
-        hosts: str | None = None, env: dict | None = None, echo: bool = True,
-        horovodrun_args: list[str] | None = None, **kwargs) -> list:
+        hosts: str | None = None, env: dict | None = None, echo: bool = True, progress_bar: bool = True,
+        timeline: str | os.PathLike | None = None, horovodrun_args: list[str] | None = None,
+        job_root: str | None = None, **kwargs) -> list:
     """Run ``fn(*args, **kwargs)`` on ``np`` Horovod workers and return each rank's result.
 
-    - ``threads``: per-worker budget (default: a fair share of this machine's cores).
+    - ``threads``: per-worker budget (default: a fair share of one host's cores among the
+      workers on it; with ``hosts``, the busiest host's slots).
     - ``timeout``: seconds for the whole job, start-up included.
     - ``hosts``: horovodrun ``-H`` syntax, e.g. ``"node1:4,node2:4"`` (default ``localhost:np``).
     - ``env``: extra environment variables for the workers (e.g. ``HOROVOD_CYCLE_TIME``).
-    - ``horovodrun_args``: extra flags, e.g. ``["--timeline-filename", "t.json"]``.
+    - ``echo``: stream rank 0's output; ``progress_bar``: show :func:`progress` calls as a bar.
+    - ``timeline``: write Horovod's Chrome-trace timeline to this file
+      (read it with :func:`labkit.scaling.timeline.read_timeline`).
+    - ``horovodrun_args``: extra flags, e.g. ``["-p", "2222"]``.
+    - ``job_root``: where the job folder goes (a shared file system for multi-node runs).
     """
     if np < 1:
         raise ValueError(f"np must be at least 1, got {np}")
-    if threads is None:
-        threads = thread_budget(np)
-    elif isinstance(threads, int):
-        threads = ThreadBudget(intra_op=threads)
-    with tempfile.TemporaryDirectory(prefix="labkit-hvd-") as tmp:
+    # The default thread budget shares one host's cores among the workers placed on that host.
+    per_host = min(np, max(_slots(hosts).values())) if hosts else np
+    budget = _budget(per_host, threads)
+    with tempfile.TemporaryDirectory(prefix="labkit-hvd-", dir=job_root) as tmp:
         job = _Job(Path(tmp))
         with open(job.payload(), "wb") as f:
             cloudpickle.dump((fn, args, kwargs), f)
-        cmd = [horovodrun_path(), "--gloo", "-np", str(np), "-H", hosts or f"localhost:{np}",
-               *(horovodrun_args or []), sys.executable, "-m", "labkit.launch", str(job.dir)]
-        # Workers see the caller's sys.path, so functions from its modules unpickle there too.
-        worker_env = {**os.environ, **threads.env(), "PYTHONUNBUFFERED": "1",
-                      "PYTHONPATH": os.pathsep.join(p for p in sys.path if p),
-                      "LABKIT_INTRA_OP": str(threads.intra_op), "LABKIT_INTER_OP": str(threads.inter_op),
-                      **(env or {})}
-        out = _Output(echo=echo)
+        cmd = horovodrun_command(job.dir, np, hosts, horovodrun_args)
+        worker_env = _base_env(budget, env)
+        if timeline is not None:
+            Path(timeline).parent.mkdir(parents=True, exist_ok=True)
+            worker_env["HOROVOD_TIMELINE"] = str(Path(timeline).resolve())
+        out = _Output(echo=echo, show_progress=progress_bar)
         proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                                 env=worker_env, start_new_session=True, bufsize=1)
         reader = threading.Thread(target=lambda: [out.feed(line.rstrip("\n")) for line in proc.stdout], daemon=True)
         reader.start()
-        deadline = time.monotonic() + timeout
+        _supervise([proc], job, np, timeout, out, [reader], stop_on_failure=False)
+        return _collect(job, np, out, f"horovodrun exit code {proc.returncode}")
+
+
+def run_local(fn, *args, np: int = 2, rank_env=None, threads: ThreadBudget | int | None = None,
+              timeout: float = 600, env: dict | None = None, echo: bool = True, progress_bar: bool = True,
+              **kwargs) -> list:
+    """Run ``fn(*args, **kwargs)`` in ``np`` plain local processes (no Horovod); return each rank's result.
+
+    ``rank_env(rank) -> dict`` adds per-rank environment variables (e.g. ``TF_CONFIG``); each
+    process also sees ``LABKIT_RANK`` and ``LABKIT_SIZE``. Streaming, timeout and teardown are
+    those of :func:`run`; when one process fails, the others are stopped.
+    """
+    if np < 1:
+        raise ValueError(f"np must be at least 1, got {np}")
+    budget = _budget(np, threads)
+    with tempfile.TemporaryDirectory(prefix="labkit-local-") as tmp:
+        job = _Job(Path(tmp))
+        with open(job.payload(), "wb") as f:
+            cloudpickle.dump((fn, args, kwargs), f)
+        out = _Output(echo=echo, show_progress=progress_bar)
+        procs, readers = [], []
         try:
-            while proc.poll() is None:
-                if time.monotonic() > deadline:
-                    _kill_tree(proc, job, np)
-                    raise WorkerError(f"the Horovod job ran past its {timeout:g} s timeout and was stopped "
-                                      "(all workers killed).", reason="timeout", output=out.tail(0))
-                time.sleep(0.05)
-        except KeyboardInterrupt:
-            _kill_tree(proc, job, np)
+            for rank in range(np):
+                e = {**_base_env(budget, env), "LABKIT_RANK": str(rank), "LABKIT_SIZE": str(np),
+                     **(rank_env(rank) if rank_env else {})}
+                p = subprocess.Popen([sys.executable, "-m", "labkit.launch", "--plain", str(job.dir)],
+                                     stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=e,
+                                     start_new_session=True, bufsize=1)
+                procs.append(p)
+                t = threading.Thread(target=lambda p=p, r=rank: [out.feed_rank(r, line.rstrip("\n")) for line in p.stdout],
+                                     daemon=True)
+                t.start()
+                readers.append(t)
+        except BaseException:
+            _kill_tree(procs, job, np)
             raise
-        finally:
-            if proc.poll() is None:
-                _kill_tree(proc, job, np)
-            reader.join(timeout=5)
-        _kill_tree(proc, job, np, grace=1.0)  # nothing should be left; make sure of it
-        return _collect(job, np, proc.returncode, out)
+        _supervise(procs, job, np, timeout, out, readers, stop_on_failure=True)
+        failed = [(r, p.returncode) for r, p in enumerate(procs) if p.returncode not in (0, None)]
+        note = ", ".join(f"rank {r} exit code {c}" for r, c in failed) or "all exit codes 0"
+        return _collect(job, np, out, note, first_failed=failed[0][0] if failed else None)
 
 
-def _collect(job: _Job, np: int, returncode: int, out: _Output) -> list:
-    """Each rank's result, or a WorkerError naming the first rank that failed and why."""
-    for rank in range(np):
-        if job.error(rank).exists():
-            text = job.error(rank).read_text()
-            reason = text.strip().splitlines()[-1] if text.strip() else "unknown error"
-            raise WorkerError(f"rank {rank} failed: {reason}\n\n{text}", rank=rank, reason=reason,
-                              output=out.tail(rank))
-    for rank in range(np):
-        if not job.result(rank).exists():
-            started = job.pid(rank).exists()
-            reason = ("exited before finishing (crashed or killed)" if started
-                      else "never started")
-            raise WorkerError(f"rank {rank} {reason}; horovodrun exit code {returncode}.\n"
-                              f"Last output of rank {rank}:\n{out.tail(rank)}\nLauncher:\n{out.tail(None)}",
-                              rank=rank, reason=reason, output=out.tail(rank))
-    results = []
-    for rank in range(np):
-        with open(job.result(rank), "rb") as f:
-            results.append(cloudpickle.load(f))
-    return results
+def _collect(job: _Job, np: int, out: _Output, exit_note: str, first_failed: int | None = None) -> list:
+    """Each rank's result, or a WorkerError naming the rank that failed first and why."""
+    launcher = out.tail(None)
+    if first_failed is None:
+        m = _FIRST_FAILURE.search(launcher)
+        first_failed = int(m.group(1)) if m else None
+    codes = {int(r): int(c) for r, c in _EXIT_STATUS.findall(launcher)}
+    failed = [r for r in range(np) if not job.result(r).exists()]
+    if not failed:
+        results = []
+        for rank in range(np):
+            with open(job.result(rank), "rb") as f:
+                results.append(cloudpickle.load(f))
+        return results
+    # Blame, in order: a rank with its own traceback, a rank that died without one (killed,
+    # segfault), and only then a rank that failed because the others had gone ("collateral").
+    # Among equals, the rank horovodrun saw fail first.
+    def kind(r):
+        if not job.error(r).exists():
+            return 1
+        return 2 if _collateral(job.error(r).read_text()) else 0
+
+    rank = min(failed, key=lambda r: (kind(r), r != first_failed, r))
+    if job.error(rank).exists():
+        text = job.error(rank).read_text()
+        reason = text.strip().splitlines()[-1] if text.strip() else "unknown error"
+        raise WorkerError(f"rank {rank} failed: {reason}\n\n{text}", rank=rank, reason=reason,
+                          output=out.tail(rank))
+    code = codes.get(rank)
+    if not job.pid(rank).exists():
+        reason = "never started"
+    elif code is not None and code < 0:
+        reason = f"was killed by {_signal_name(code) or f'signal {-code}'}"
+    elif code is not None:
+        reason = f"exited with status {code} before finishing"
+    else:
+        reason = "exited before finishing (crashed or killed)"
+    raise WorkerError(f"rank {rank} {reason} ({exit_note}).\n"
+                      f"Last output of rank {rank}:\n{out.tail(rank)}\nLauncher:\n{launcher}",
+                      rank=rank, reason=reason, output=out.tail(rank))
 
 
-def _worker_main(job_dir: str) -> int:
-    """Entry point of each worker process (``python -m labkit.launch JOB_DIR``)."""
+def _collateral(traceback_text: str) -> bool:
+    """A rank that failed only because another rank died (Horovod shut the collective down)."""
+    text = traceback_text.lower()
+    return "horovod has been shut down" in text or ("horovod" in text and "shutdown" in text)
+
+
+# --------------------------------------------------------------------------------------------
+# Worker entry point
+# --------------------------------------------------------------------------------------------
+def _watch_parent() -> None:
+    """Exit this worker if the process that launched the job dies (e.g. a restarted kernel).
+
+    Only on the launcher's own host: on other hosts of a cluster, horovodrun (over ssh) stops them.
+    """
+    host, _, pid = os.environ.get("LABKIT_PARENT", "").partition(" ")
+    if not pid or host != socket.gethostname():
+        return
+    parent = int(pid)
+
+    def watch():
+        while True:
+            time.sleep(1.0)
+            if not psutil.pid_exists(parent) or psutil.Process(parent).status() == psutil.STATUS_ZOMBIE:
+                os._exit(70)
+
+    threading.Thread(target=watch, daemon=True, name="labkit-parent-watch").start()
+
+
+def _worker_main(job_dir: str, plain: bool = False) -> int:
+    """Entry point of each worker process (``python -m labkit.launch [--plain] JOB_DIR``)."""
     job = _Job(Path(job_dir))
-    rank = int(os.environ.get("HOROVOD_RANK", "0"))
-    job.pid(rank).write_text(str(os.getpid()))
+    rank = int(os.environ.get("LABKIT_RANK" if plain else "HOROVOD_RANK", "0"))
+    job.write_pid(rank)
+    _watch_parent()
     try:
         budget = ThreadBudget(int(os.environ.get("LABKIT_INTRA_OP", "1")), int(os.environ.get("LABKIT_INTER_OP", "1")))
-        from labkit import distributed
+        if plain:
+            import tensorflow as tf
 
-        distributed.init(budget)
+            tf.config.threading.set_intra_op_parallelism_threads(budget.intra_op)
+            tf.config.threading.set_inter_op_parallelism_threads(budget.inter_op)
+        else:
+            from labkit import distributed
+
+            distributed.init(budget)
         with open(job.payload(), "rb") as f:
             fn, args, kwargs = cloudpickle.load(f)
         result = fn(*args, **kwargs)
@@ -231,4 +478,6 @@ def _worker_main(job_dir: str) -> int:
 
 
 if __name__ == "__main__":
+    if sys.argv[1] == "--plain":
+        sys.exit(_worker_main(sys.argv[2], plain=True))
     sys.exit(_worker_main(sys.argv[1]))

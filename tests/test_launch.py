@@ -1,0 +1,217 @@
+"""labkit.launch with real processes: results, progress, crashes, timeouts, interrupts, no orphans."""
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+
+from labkit import launch
+
+pytestmark = pytest.mark.slow  # each test starts real horovodrun / TensorFlow processes
+
+
+def _alive(pid: int) -> bool:
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
+def _worker_pids(folder: Path) -> list[int]:
+    return [int(p.read_text()) for p in sorted(folder.glob("pid.*"))]
+
+
+def _assert_no_orphans(folder: Path, expected: int) -> None:
+    pids = _worker_pids(folder)
+    assert len(pids) == expected, f"expected {expected} workers to have started, saw {pids}"
+    deadline = time.monotonic() + 5
+    while any(_alive(p) for p in pids) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not [p for p in pids if _alive(p)], "worker processes were left behind"
+    assert not psutil.Process().children(recursive=True), "the launcher left child processes behind"
+
+
+# -------------------------------------------------------------------------------- worker bodies
+def _report(folder):
+    """Record this worker's pid so that the test can check that it is gone afterwards."""
+    import horovod.tensorflow as hvd
+
+    Path(folder, f"pid.{hvd.rank()}").write_text(str(os.getpid()))
+    return hvd.rank(), hvd.size()
+
+
+def _sum_ranks(folder):
+    import horovod.tensorflow as hvd
+    import tensorflow as tf
+
+    _report(folder)
+    for i in range(3):
+        launch.progress(i + 1, 3, desc="demo", value=i)
+    total = hvd.allreduce(tf.constant(float(hvd.rank() + 1)), op=hvd.Sum)
+    print(f"rank {hvd.rank()} says hello")
+    return {"rank": hvd.rank(), "size": hvd.size(), "sum": float(total),
+            "intra": tf.config.threading.get_intra_op_parallelism_threads(),
+            "omp": os.environ.get("OMP_NUM_THREADS"), "extra": os.environ.get("LABKIT_TEST_VAR")}
+
+
+def _rank1_raises(folder):
+    import horovod.tensorflow as hvd
+    import tensorflow as tf
+
+    rank, _ = _report(folder)
+    if rank == 1:
+        raise ValueError("rank one refuses to train")
+    hvd.allreduce(tf.constant(1.0))  # rank 0 waits for rank 1 here, forever if nobody stops it
+    return rank
+
+
+def _rank1_killed(folder):
+    import horovod.tensorflow as hvd
+    import tensorflow as tf
+
+    rank, _ = _report(folder)
+    if rank == 1:
+        time.sleep(0.5)
+        os.kill(os.getpid(), signal.SIGKILL)  # no traceback, no error file: a hard crash
+    hvd.allreduce(tf.constant(1.0))
+    return rank
+
+
+def _sleep_forever(folder):
+    _report(folder)
+    print("sleeping", flush=True)
+    time.sleep(3600)
+
+
+# -------------------------------------------------------------------------------- tests
+def test_two_workers_return_results_and_stream_rank0(tmp_path, capsys):
+    results = launch.run(_sum_ranks, str(tmp_path), np=2, threads=1, timeout=120, progress_bar=False,
+                         env={"LABKIT_TEST_VAR": "seen"})
+    assert [r["rank"] for r in results] == [0, 1]
+    assert all(r["size"] == 2 and r["sum"] == 3.0 for r in results)
+    assert all(r["intra"] == 1 and r["omp"] == "1" and r["extra"] == "seen" for r in results)
+    printed = capsys.readouterr().out
+    assert "rank 0 says hello" in printed and "rank 1 says hello" not in printed  # only rank 0 streams
+    assert "@@labkit-progress" not in printed  # progress lines never leak into the output
+    _assert_no_orphans(tmp_path, 2)
+
+
+def test_crashing_worker_names_its_rank_and_leaves_no_orphans(tmp_path):
+    with pytest.raises(launch.WorkerError) as info:
+        launch.run(_rank1_raises, str(tmp_path), np=2, threads=1, timeout=120, echo=False)
+    err = info.value
+    assert err.rank == 1
+    assert "ValueError: rank one refuses to train" in err.reason
+    assert "rank 1 failed" in str(err)
+    _assert_no_orphans(tmp_path, 2)
+
+
+def test_killed_worker_is_named_with_its_signal(tmp_path):
+    with pytest.raises(launch.WorkerError) as info:
+        launch.run(_rank1_killed, str(tmp_path), np=2, threads=1, timeout=120, echo=False)
+    assert info.value.rank == 1
+    assert "SIGKILL" in info.value.reason or "exit" in info.value.reason
+    _assert_no_orphans(tmp_path, 2)
+
+
+def test_timeout_stops_every_worker(tmp_path):
+    start = time.monotonic()
+    with pytest.raises(launch.WorkerError) as info:
+        launch.run(_sleep_forever, str(tmp_path), np=2, threads=1, timeout=25, echo=False)
+    assert info.value.reason == "timeout"
+    assert "timeout" in str(info.value)
+    assert time.monotonic() - start < 25 + 15, "teardown after the timeout took too long"
+    _assert_no_orphans(tmp_path, 2)
+
+
+def test_interrupt_of_the_launching_process_leaves_no_orphans(tmp_path):
+    """What a notebook's "interrupt kernel" does: SIGINT to the process that called run()."""
+    script = tmp_path / "driver.py"
+    script.write_text(textwrap.dedent(f"""
+        import sys
+        sys.path.insert(0, {str(Path(__file__).parent)!r})
+        from labkit import launch
+        from test_launch import _sleep_forever
+        try:
+            launch.run(_sleep_forever, {str(tmp_path)!r}, np=2, threads=1, timeout=300)
+        except KeyboardInterrupt:
+            print("interrupted cleanly", flush=True)
+            sys.exit(3)
+    """))
+    proc = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline = time.monotonic() + 90
+        while len(_worker_pids(tmp_path)) < 2 and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert len(_worker_pids(tmp_path)) == 2, "workers never started"
+        proc.send_signal(signal.SIGINT)
+        out, _ = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 3, out
+    assert "interrupted cleanly" in out
+    _assert_no_orphans(tmp_path, 2)
+
+
+def _local_worker(folder):
+    rank = int(os.environ["LABKIT_RANK"])
+    Path(folder, f"pid.{rank}").write_text(str(os.getpid()))
+    if rank == 1 and os.environ.get("CRASH"):
+        raise RuntimeError("plain worker 1 crashed")
+    if rank == 0 and os.environ.get("CRASH"):
+        time.sleep(3600)  # would hang without teardown
+    return rank, os.environ["LABKIT_SIZE"], os.environ.get("MY_ROLE")
+
+
+def test_run_local_gives_per_rank_environments_and_tears_down(tmp_path):
+    out = launch.run_local(_local_worker, str(tmp_path), np=2, timeout=120, echo=False,
+                           rank_env=lambda r: {"MY_ROLE": f"worker{r}"})
+    assert out == [(0, "2", "worker0"), (1, "2", "worker1")]
+    crash_dir = tmp_path / "crash"
+    crash_dir.mkdir()
+    with pytest.raises(launch.WorkerError) as info:
+        launch.run_local(_local_worker, str(crash_dir), np=2, timeout=120, echo=False, env={"CRASH": "1"})
+    assert info.value.rank == 1 and "plain worker 1 crashed" in info.value.reason
+    _assert_no_orphans(crash_dir, 2)
+
+
+# -------------------------------------------------------------------------------- no processes
+def test_hosts_become_horovodrun_arguments(tmp_path):
+    cmd = launch.horovodrun_command(tmp_path, 8, "node1:4,node2:4", ["-p", "2222"])
+    assert cmd[1:7] == ["--gloo", "-np", "8", "-H", "node1:4,node2:4", "-p"]
+    assert cmd[-3:] == ["-m", "labkit.launch", str(tmp_path)]
+    assert launch.horovodrun_command(tmp_path, 2)[5] == "localhost:2"
+    with pytest.raises(ValueError, match="fewer than np"):
+        launch.horovodrun_command(tmp_path, 3, "a:1,b:1")
+    with pytest.raises(ValueError, match="node1:4"):
+        launch.horovodrun_command(tmp_path, 2, "a:two")
+
+
+def test_teardown_never_kills_a_process_that_merely_reused_a_workers_pid(tmp_path):
+    job = launch._Job(tmp_path)
+    job.write_pid(0)
+    assert job.local_worker(0).pid == os.getpid()
+    host, pid, started = job.pid(0).read_text().split()
+    job.pid(0).write_text(f"{host} {pid} {float(started) - 100}")  # same pid, another process
+    assert job.local_worker(0) is None
+    job.pid(0).write_text(f"some-other-host {pid} {started}")     # a worker on another node
+    assert job.local_worker(0) is None
+
+
+def test_progress_lines_drive_a_bar_and_stay_out_of_the_output(capsys):
+    out = launch._Output(echo=True)
+    for i in (1, 2, 3):
+        out.feed("[0]<stdout>:@@labkit-progress " + '{"step": %d, "total": 3, "desc": "d", "metrics": {"loss": 0.5}}' % i)
+    out.feed("[0]<stdout>:hello from rank 0")
+    out.feed("[1]<stdout>:hello from rank 1")
+    assert out.bar.bar.n == 3 and out.bar.bar.total == 3
+    out.bar.close()
+    printed = capsys.readouterr().out
+    assert printed.strip() == "hello from rank 0"
+    assert out.tail(1) == "hello from rank 1"
