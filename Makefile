@@ -18,7 +18,7 @@ $(STAMP): $(SETUP_INPUTS)
 
 ## run: execute every notebook in notebooks/ (fast mode) and write build/report.{json,html}
 run: setup
-	$(PY) -m labkit run notebooks --build build
+	$(PY) -m labkit run notebooks --assignments assignments --build build
 
 ## test: the whole pytest suite
 test: setup

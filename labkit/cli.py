@@ -35,11 +35,13 @@ def cmd_run(args) -> int:
 
     params = {name: _parse_value(value) for name, value in (args.parameter or [])}
     try:
-        report = runner.run(args.paths, build=args.build, parameters=params, cell_timeout=args.cell_timeout)
+        report = runner.run(args.paths, build=args.build, parameters=params, cell_timeout=args.cell_timeout,
+                            assignments=args.assignments)
     except FileNotFoundError as exc:
         print(f"labkit run: {exc}", file=sys.stderr)
         return 2
-    return 0 if all(n["status"] == "ok" for n in report["notebooks"]) else 1
+    ok = all(n["status"] == "ok" for n in report["notebooks"] + report["assignments"])
+    return 0 if ok else 1
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -57,13 +59,22 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("run", help="execute notebooks with papermill and write build/report.{json,html}",
                        description="Execute notebooks headless with their fast defaults. Machine-readable "
                        "output: BUILD/report.json ({\"notebooks\": [{path, status, seconds, error, figures}], "
-                       "\"assignments\": [...], \"environment\": {...}}). Exit status 1 when any notebook failed.")
+                       "\"assignments\": [{name, status, summary, grades}], \"environment\": {...}}). "
+                       "Exit status 1 when any notebook or sample grading failed.")
     p.add_argument("paths", nargs="*", default=["notebooks"], help="notebooks or folders (default: notebooks/)")
     p.add_argument("--build", default="build", help="output folder (default: build)")
     p.add_argument("-p", "--parameter", nargs=2, action="append", metavar=("NAME", "VALUE"),
                    help="override a parameters-cell value in every notebook, e.g. -p EPOCHS 5")
     p.add_argument("--cell-timeout", type=int, default=600, help="seconds allowed per cell (default 600)")
+    p.add_argument("--assignments", metavar="DIR",
+                   help="also grade the sample submissions of every assignment in DIR (make run: assignments)")
     p.set_defaults(func=cmd_run)
+
+    from labkit.grading.cli import register as register_grading
+    from labkit.scaling.cli import register as register_scaling
+
+    register_grading(sub)   # release, grade
+    register_scaling(sub)   # scale
     return parser
 
 

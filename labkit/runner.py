@@ -17,6 +17,7 @@ from __future__ import annotations
 import base64
 import html
 import json
+import os
 import sys
 import time
 from dataclasses import asdict, dataclass, field
@@ -97,8 +98,14 @@ def render_notebook_html(nb_path: Path) -> Path:
 
 def execute_notebook(path: Path, build: Path, parameters: dict | None = None,
                      cell_timeout: int = 600, progress: bool = False) -> NotebookResult:
-    """Run one notebook with papermill into ``build/notebooks``; never raises for notebook errors."""
+    """Run one notebook with papermill into ``build/notebooks``; never raises for notebook errors.
+
+    The kernel inherits this process's environment; TensorFlow's C++ start-up chatter (oneDNN,
+    absl) is silenced there unless ``TF_CPP_MIN_LOG_LEVEL`` is already set.
+    """
     import papermill
+
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
     out_nb = build / "notebooks" / path.name
     out_nb.parent.mkdir(parents=True, exist_ok=True)
@@ -127,6 +134,21 @@ def environment() -> dict:
     return {"python": checks["python"], "tensorflow": checks["tensorflow"], "keras": checks["keras"],
             "horovod": checks["horovod"], "papermill": checks["papermill"], "cores": doctor.usable_cores(),
             "platform": sys.platform}
+
+
+def grade_assignments(assignments: str | Path, build: Path, echo=print) -> list[dict]:
+    """Grade the sample submissions of every assignment in the folder (the report's "assignments")."""
+    folder = Path(assignments)
+    if not folder.is_dir():
+        raise FileNotFoundError(f"no assignments folder: {folder}")
+    from labkit.grading.batch import grade_samples
+
+    echo(f"grading the sample submissions in {folder}/ ...")
+    graded = grade_samples(folder, build, echo=echo)
+    for a in graded:
+        mark = "ok" if a["status"] == "ok" else f"FAILED: {a.get('error') or a.get('mismatches')}"
+        echo(f"assignment {a['name']}: {mark} ({a.get('seconds', 0):.1f} s; {a.get('summary', '')})")
+    return graded
 
 
 def write_report(build: Path, notebooks: list[NotebookResult], assignments: list[dict] | None = None) -> dict:
@@ -160,22 +182,49 @@ def render_html(report: dict) -> str:
         error = f'<div class="error">{esc(nb["error"])}</div>' if nb.get("error") else ""
         rows.append(f'<tr><td>{link}{error}</td><td class="{esc(nb["status"])}">{esc(nb["status"])}</td>'
                     f'<td>{nb["seconds"]:.1f} s</td></tr><tr><td colspan="3" class="figs">{figs}</td></tr>')
-    for a in report.get("assignments", []):
-        rows.append(f'<tr><td>assignment {esc(str(a.get("name")))}</td><td class="{esc(str(a.get("status")))}">'
-                    f'{esc(str(a.get("status")))}</td><td>{esc(str(a.get("summary", "")))}</td></tr>')
     ok = sum(nb["status"] == "ok" for nb in report["notebooks"])
     env = " · ".join(f"{k} {v}" for k, v in report["environment"].items())
     return f"""<!doctype html><html lang="en"><head><meta charset="utf-8"><title>labkit report</title>
 <style>{_CSS}</style></head><body><h1>labkit report</h1>
 <p>{ok} of {len(report["notebooks"])} notebooks ran cleanly. <small>{esc(env)}</small></p>
 <table><thead><tr><th>notebook</th><th>status</th><th>time</th></tr></thead><tbody>
-{''.join(rows)}</tbody></table></body></html>
+{''.join(rows)}</tbody></table>
+{_assignments_html(report.get("assignments", []))}</body></html>
 """
 
 
+def _assignments_html(assignments: list[dict]) -> str:
+    """One table per assignment: each sample submission's grade, linked to its feedback page."""
+    if not assignments:
+        return ""
+    esc = html.escape
+    parts = ["<h2>Assignments: sample submissions</h2>"]
+    for a in assignments:
+        name, status = str(a.get("name")), str(a.get("status"))
+        parts.append(f'<h3>{esc(name)} <span class="{esc(status)}">{esc(status)}</span></h3>'
+                     f'<p>{esc(str(a.get("summary", "")))} ({a.get("seconds", 0):.1f} s)</p>')
+        expected = {m["student_id"]: m["expected"] for m in a.get("mismatches", [])}
+        rows = []
+        for g in a.get("grades", []):
+            sid = str(g["student_id"])
+            page = f"grading/{name}/feedback/{sid}.html"
+            want = expected.get(sid)
+            note = f' <span class="failed">expected {want[0]:g} ({esc(str(want[1]))})</span>' if want else ""
+            rows.append(f'<tr><td><a href="{esc(page)}">{esc(sid)}</a></td><td>{g["score"]:g} / {g["max_score"]:g}{note}</td>'
+                        f'<td>{esc(str(g["status"]))}</td><td>{esc(str(g.get("reason") or ""))}</td></tr>')
+        if rows:
+            parts.append("<table><thead><tr><th>submission</th><th>score</th><th>status</th><th>reason</th></tr></thead>"
+                         f"<tbody>{''.join(rows)}</tbody></table>")
+    return "\n".join(parts)
+
+
 def run(paths: list[str | Path], build: str | Path = "build", parameters: dict | None = None,
-        cell_timeout: int = 600, echo=print) -> dict:
-    """Execute the notebooks found in ``paths``, print a line per notebook, write the report."""
+        cell_timeout: int = 600, assignments: str | Path | None = None, echo=print) -> dict:
+    """Execute the notebooks found in ``paths``, print a line per notebook, write the report.
+
+    With ``assignments`` (a folder such as ``assignments/``), also grade every assignment's bundled
+    sample submissions and check them against their expected scores (``samples/expected.json``).
+    """
     build = Path(build)
     notebooks = find_notebooks(paths)
     results = []
@@ -186,6 +235,8 @@ def run(paths: list[str | Path], build: str | Path = "build", parameters: dict |
         mark = "ok" if result.status == "ok" else f"FAILED: {result.error}"
         echo(f"[{i}/{len(notebooks)}] {path}: {mark} ({result.seconds:.1f} s, {len(result.figures)} figures)")
         results.append(result)
-    report = write_report(build, results)
-    echo(f"report: {build / 'report.html'} ({sum(r.status == 'ok' for r in results)}/{len(results)} ok)")
+    graded = grade_assignments(assignments, build, echo) if assignments is not None else []
+    report = write_report(build, results, graded)
+    echo(f"report: {build / 'report.html'} ({sum(r.status == 'ok' for r in results)}/{len(results)} notebooks ok"
+         + (f", {sum(a['status'] == 'ok' for a in graded)}/{len(graded)} assignments ok)" if graded else ")"))
     return report

@@ -89,3 +89,18 @@ def test_run_on_a_missing_path_is_a_clear_error(tmp_path):
 def test_parameter_values_are_parsed_as_json_when_possible():
     assert cli._parse_value("3") == 3 and cli._parse_value("0.5") == 0.5
     assert cli._parse_value("true") is True and cli._parse_value("adam") == "adam"
+
+
+def test_report_page_lists_each_sample_grade_and_flags_surprises():
+    from labkit import runner
+
+    grades = [{"student_id": "correct", "score": 9.0, "max_score": 9.0, "status": "graded", "reason": ""},
+              {"student_id": "broken", "score": 3.0, "max_score": 9.0, "status": "crashed", "reason": "kernel <died>"}]
+    report = {"notebooks": [], "environment": {"python": "3.11"},
+              "assignments": [{"name": "hw", "status": "failed", "summary": "2 graded, NOT as expected", "seconds": 4.0,
+                               "grades": grades, "mismatches": [{"student_id": "broken", "got": [3.0, "crashed"],
+                                                                 "expected": [0.0, "invalid"]}]}]}
+    page = runner.render_html(report)
+    assert 'href="grading/hw/feedback/correct.html"' in page and "9 / 9" in page
+    assert "expected 0 (invalid)" in page and "kernel &lt;died&gt;" in page
+    assert '<span class="failed">failed</span>' in page

@@ -45,3 +45,6 @@ def test_unreadable_notebook_is_reported(tmp_path):
 def test_lab_notebook_runs_with_fast_defaults(path, tmp_path):
     result = runner.execute_notebook(path, tmp_path)
     assert result.status == "ok", f"{path.name} failed: {result.error}"
+    if 'check(\\"' in path.read_text():  # a lab exercise: labkit.check found its tests and explained
+        executed = (tmp_path / result.output).read_text()
+        assert "visible tests passed" in executed and "No visible tests named" not in executed

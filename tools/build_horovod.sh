@@ -20,6 +20,8 @@ reqs=${LABKIT_REQUIREMENTS:-$here/requirements.txt}
 py=$venv/bin/python
 say() { printf '[horovod] %s\n' "$*"; }
 die() { printf '[horovod] error: %s\n' "$*" >&2; exit 1; }
+# pip on some machines warns about index folders in its config that do not exist: noise, not news.
+quiet_pip() { grep -v "is neither a file nor a directory" || true; }
 
 [ -x "$py" ] || die "no Python at $py; run tools/setup.sh (or 'make setup') first."
 hvd_version=$(sed -n 's/^horovod==\([^ ]*\).*/\1/p' "$reqs")
@@ -48,7 +50,7 @@ if [ -z "$wheel" ]; then
   work=$(mktemp -d "${TMPDIR:-/tmp}/labkit-horovod.XXXXXX")
   trap 'rm -rf "$work"' EXIT
   say "building horovod $hvd_version against tensorflow-cpu $tf_version (about 3 minutes on 2 cores)..."
-  "$py" -m pip download --quiet --no-deps --no-binary :all: "horovod==$hvd_version" -d "$work"
+  "$py" -m pip download --quiet --no-deps --no-binary :all: "horovod==$hvd_version" -d "$work" 2> >(quiet_pip >&2)
   tar -xzf "$work/horovod-$hvd_version.tar.gz" -C "$work"
   src=$work/horovod-$hvd_version
   sed -i '/xla_mpi_ops\.cc/d' "$src/horovod/tensorflow/CMakeLists.txt"
@@ -69,7 +71,10 @@ if [ -z "$wheel" ]; then
 else
   say "using cached wheel $wheel"
 fi
-"$py" -m pip install --quiet --no-deps --force-reinstall "$wheel"
-TF_CPP_MIN_LOG_LEVEL=2 "$py" -c 'import horovod.tensorflow as hvd; assert hvd.gloo_built(), "Horovod was built without Gloo"' \
-  || die "horovod installed but 'import horovod.tensorflow' failed."
+"$py" -m pip install --quiet --no-deps --force-reinstall "$wheel" 2> >(quiet_pip >&2)
+# TensorFlow's start-up chatter (oneDNN, absl) is only shown when the import fails.
+if ! check_log=$(TF_CPP_MIN_LOG_LEVEL=2 "$py" -c 'import horovod.tensorflow as hvd; assert hvd.gloo_built(), "Horovod was built without Gloo"' 2>&1); then
+  echo "$check_log" >&2
+  die "horovod installed but 'import horovod.tensorflow' failed."
+fi
 say "horovod $hvd_version installed."
