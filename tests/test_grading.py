@@ -515,3 +515,14 @@ def test_bad_input_batch_goes_on_and_the_grader_is_untouched(bad_batch):
         monkey = {r["test_id"]: r["passed"] for r in gb.results("hw", "monkeypatch")}
         assert monkey == {"q1.1": True, "q1.2": True, "q2.1": False, "q2.2": False, "q3.1": True}
     assert "run time" in bad_batch["grades"]["monkeypatch"]["reason"]  # the tripwire saw it too
+
+
+def test_feedback_leaves_out_tensorflow_start_up_noise_but_keeps_real_errors():
+    from labkit.grading import feedback
+
+    noise = ("WARNING: All log messages before absl::InitializeLog() is called are written to STDERR\n"
+             "I0000 00:00:1795595742.953078       3 port.cc:153] oneDNN custom operations are on.\n")
+    assert feedback.render_output({"output_type": "stream", "name": "stderr", "text": noise}) == ""
+    kept = feedback.render_output({"output_type": "stream", "name": "stderr", "text": noise + "ValueError: <bad>\n"})
+    assert "ValueError: &lt;bad&gt;" in kept and "oneDNN" not in kept
+    assert "oneDNN" in feedback.render_output({"output_type": "stream", "name": "stdout", "text": noise})

@@ -30,6 +30,12 @@ pre.out{background:#fff;border-left:3px solid #ddd} pre.err{background:#fff0f0}
 """
 
 
+#: TensorFlow's C++ start-up lines (absl logs before its set-up; TF_CPP_MIN_LOG_LEVEL can't hide them):
+#: not the student's doing, so the feedback page leaves them out.
+TF_NOISE = re.compile(r"^(WARNING: All log messages before absl::InitializeLog\(\).*|I0000 00:00:\S+ +\d+ \S+\.cc:\d+\] .*)\n?",
+                      re.M)
+
+
 def _text(value) -> str:
     text = "".join(value) if isinstance(value, list) else str(value)
     text = ANSI.sub("", text)
@@ -52,7 +58,10 @@ def render_output(out: dict) -> str:
     esc = html.escape
     kind = out.get("output_type")
     if kind == "stream":
-        return f'<pre class="out">{esc(_text(out.get("text", "")))}</pre>'
+        text = _text(out.get("text", ""))
+        if out.get("name") == "stderr":
+            text = TF_NOISE.sub("", text)
+        return f'<pre class="out">{esc(text)}</pre>' if text.strip() else ""
     if kind == "error":
         tb = "\n".join(_text(t) for t in out.get("traceback", [])[-8:]) or \
             f'{out.get("ename")}: {out.get("evalue")}'

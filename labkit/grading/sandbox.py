@@ -137,6 +137,8 @@ def command(workdir: Path, argv: list[str], uid: int, gid: int, data: dict[str, 
         made.add(root)
     cmd += ["--proc", "/proc", "--dev", "/dev", "--perms", "1777", "--size", str(limits.max_disk_mb * 1024 * 1024),
             "--tmpfs", "/tmp",
+            # a small private /dev/shm: joblib (imported by TensorFlow, via scikit-learn) wants semaphores there
+            "--perms", "1777", "--size", str(64 * 1024 * 1024), "--tmpfs", "/dev/shm",
             "--bind", str(workdir), "/sandbox"]
     for rel, src in (data or {}).items():  # read-only, at the same relative path as in the assignment
         cmd += ["--ro-bind", str(src), f"/sandbox/{rel}"]
