@@ -95,27 +95,6 @@ def throughput(results, mode: str, workers: int, cores: int | None = None) -> fl
     return float(sel["throughput"].mean())
 
 
-def pinned_job(specs, trials, calibrate, show):
-    """A worker that pins itself (and the threads it starts later) to core ``local_rank``."""
-    import horovod.tensorflow as hvd
-
-    from labkit.scaling.workload import worker_job
-
-    cores = sorted(os.sched_getaffinity(0))
-    os.sched_setaffinity(0, {cores[hvd.local_rank() % len(cores)]})
-    return worker_job(specs, trials, calibrate, show)
-
-
-def run_pinned(exp: Experiment, timeout: float) -> float:
-    from labkit.scaling.harness import _rows
-    from labkit.threads import ThreadBudget
-
-    out = launch.run(pinned_job, exp.specs(2), exp.trials, False, False, np=2, threads=ThreadBudget(1, 1),
-                     timeout=timeout, echo=False)
-    rows, _ = _rows(out[0]["records"], "horovod", 1, 0, 0)
-    return statistics.mean(r["throughput"] for r in rows)
-
-
 def limits(fig: dict, mean: dict, load: float, anatomy: dict | None, batch: int) -> list[str]:
     """Plain-language findings: what holds the 2-worker efficiency below 100% on this machine."""
     out = []
@@ -181,7 +160,8 @@ def main() -> int:
         if rnd % 2 == 0:
             add("bare_horovodrun_2w_1t", bare_horovodrun(2, args.batch, args.steps, args.warmup))
         if not args.no_tuning:
-            add("pinned_2w_1t", run_pinned(Experiment(workers=[2], **base), 600))
+            r = run_experiment(Experiment(workers=[2], baseline=False, pin_cores=True, **base), echo=False)
+            add("pinned_2w_1t", throughput(r, "horovod", 2))
             for name, env in (("cycle_time_0.1ms_2w", {"HOROVOD_CYCLE_TIME": "0.1"}),
                               ("cycle_time_10ms_2w", {"HOROVOD_CYCLE_TIME": "10"}),
                               ("no_fusion_2w", {"HOROVOD_FUSION_THRESHOLD": "0"})):

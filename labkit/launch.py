@@ -301,7 +301,7 @@ def _base_env(threads: ThreadBudget, env: dict | None) -> dict:
 def run(fn, *args, np: int = 2, threads: ThreadBudget | int | None = None, timeout: float = 600,
         hosts: str | None = None, env: dict | None = None, echo: bool = True, progress_bar: bool = True,
         timeline: str | os.PathLike | None = None, horovodrun_args: list[str] | None = None,
-        job_root: str | None = None, **kwargs) -> list:
+        job_root: str | None = None, pin_cores: bool = False, **kwargs) -> list:
     """Run ``fn(*args, **kwargs)`` on ``np`` Horovod workers and return each rank's result.
 
     - ``threads``: per-worker budget (default: a fair share of one host's cores among the
@@ -314,6 +314,8 @@ def run(fn, *args, np: int = 2, threads: ThreadBudget | int | None = None, timeo
       (read it with :func:`labkit.scaling.timeline.read_timeline`).
     - ``horovodrun_args``: extra flags, e.g. ``["-p", "2222"]``.
     - ``job_root``: where the job folder goes (a shared file system for multi-node runs).
+    - ``pin_cores``: pin each worker to its own slice of its host's cores
+      (:func:`labkit.threads.pin_to_cores`; skipped where the slices don't fit).
     """
     if np < 1:
         raise ValueError(f"np must be at least 1, got {np}")
@@ -326,6 +328,8 @@ def run(fn, *args, np: int = 2, threads: ThreadBudget | int | None = None, timeo
             cloudpickle.dump((fn, args, kwargs), f)
         cmd = horovodrun_command(job.dir, np, hosts, horovodrun_args)
         worker_env = _base_env(budget, env)
+        if pin_cores:
+            worker_env["LABKIT_PIN_CORES"] = "1"
         if timeline is not None:
             Path(timeline).parent.mkdir(parents=True, exist_ok=True)
             worker_env["HOROVOD_TIMELINE"] = str(Path(timeline).resolve())
@@ -463,7 +467,11 @@ def _worker_main(job_dir: str, plain: bool = False) -> int:
         else:
             from labkit import distributed
 
-            distributed.init(budget)
+            ctx = distributed.init(budget)
+            if os.environ.get("LABKIT_PIN_CORES") == "1":
+                from labkit.threads import pin_to_cores
+
+                pin_to_cores(ctx.local_rank, budget.intra_op)
         with open(job.payload(), "rb") as f:
             fn, args, kwargs = cloudpickle.load(f)
         result = fn(*args, **kwargs)

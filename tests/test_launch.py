@@ -101,6 +101,28 @@ def test_two_workers_return_results_and_stream_rank0(tmp_path, capsys):
     _assert_no_orphans(tmp_path, 2)
 
 
+def _my_cores():
+    import os
+
+    return sorted(os.sched_getaffinity(0))
+
+
+@pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="pinning 2 workers needs 2 cores")
+def test_pinned_workers_each_get_their_own_core():
+    cores = launch.run(_my_cores, np=2, threads=1, timeout=120, echo=False, pin_cores=True)
+    allowed = sorted(os.sched_getaffinity(0))
+    assert cores == [[allowed[0]], [allowed[1]]]
+
+
+def test_pinning_is_skipped_when_the_slices_do_not_fit():
+    from labkit.threads import pin_to_cores
+
+    before = os.sched_getaffinity(0)
+    assert pin_to_cores(local_rank=len(before), threads=1) is None  # one worker too many
+    assert pin_to_cores(local_rank=0, threads=len(before) + 1) is None
+    assert os.sched_getaffinity(0) == before
+
+
 def test_crashing_worker_names_its_rank_and_leaves_no_orphans(tmp_path):
     with pytest.raises(launch.WorkerError) as info:
         launch.run(_rank1_raises, str(tmp_path), np=2, threads=1, timeout=120, echo=False)

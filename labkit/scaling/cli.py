@@ -37,6 +37,7 @@ def register(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--trials", type=int, default=1, help="repeats of each run inside a job (default 1)")
     p.add_argument("--rounds", type=int, default=1, help="repeats of the whole sequence of jobs, interleaved (default 1)")
     p.add_argument("--target-accuracy", type=float, help="record the time to reach this training accuracy")
+    p.add_argument("--pin-cores", action="store_true", help="pin each Horovod worker to its own cores")
     p.add_argument("--no-baseline", action="store_true", help="skip the single-process baseline")
     p.add_argument("--mirrored", action="store_true", help="also run tf.distribute.MultiWorkerMirroredStrategy")
     p.add_argument("--timeline", action="store_true", help="write Horovod timelines of multi-worker jobs into OUT")
@@ -57,7 +58,7 @@ def cmd_scale(args) -> int:
     from labkit.scaling import Experiment, run_experiment, summarize
 
     exp = Experiment(workers=args.workers, models=args.models, per_worker_batch=args.batch,
-                     global_batch=args.global_batch, threads_per_worker=args.threads, steps=args.steps,
+                     global_batch=args.global_batch, threads_per_worker=args.threads, pin_cores=args.pin_cores, steps=args.steps,
                      warmup_steps=args.warmup, trials=args.trials, rounds=args.rounds,
                      baseline=not args.no_baseline, mirrored=args.mirrored, target_accuracy=args.target_accuracy,
                      env=dict(args.hvd_env or []), timeline_dir=args.out if args.timeline else None)

@@ -63,6 +63,7 @@ class Experiment:
     per_worker_batch: list[int] = field(default_factory=lambda: [32])  # weak scaling
     global_batch: list[int] | None = None     # strong scaling: set this instead
     threads_per_worker: int = 1
+    pin_cores: bool = False                    # pin each Horovod worker to its own cores
     steps: int = 30
     warmup_steps: int = 5
     trials: int = 1
@@ -211,7 +212,8 @@ def _rows(records, mode: str, threads: int, rnd: int, first_id: int) -> tuple[li
 def _job_horovod(exp: Experiment, workers: int, timeout: float, echo: bool, timeline=None):
     threads = ThreadBudget(exp.threads_per_worker, 1)
     out = launch.run(worker_job, exp.specs(workers), exp.trials, exp.calibrate and workers > 1, echo,
-                     np=workers, threads=threads, timeout=timeout, env=exp.env, echo=echo, timeline=timeline)
+                     np=workers, threads=threads, timeout=timeout, env=exp.env, echo=echo, timeline=timeline,
+                     pin_cores=exp.pin_cores)
     return out[0]
 
 
@@ -268,5 +270,6 @@ def run_experiment(exp: Experiment, timeout: float = 900, echo: bool = True) -> 
     return ScalingResults(
         runs=pd.DataFrame(runs, columns=RUN_COLUMNS), curves=pd.DataFrame(curves, columns=CURVE_COLUMNS),
         allreduce=pd.DataFrame(calib, columns=["workers", "bytes", "seconds"]),
-        environment=environment({"threads_per_worker": exp.threads_per_worker, "inter_op": 1}, exp.env),
+        environment=environment({"threads_per_worker": exp.threads_per_worker, "inter_op": 1,
+                                 "pin_cores": exp.pin_cores}, exp.env),
         experiment=asdict(exp), timelines=timelines)
