@@ -255,6 +255,33 @@ def test_check_runs_a_lab_exercise_kept_in_a_raw_cell(tmp_path, capsys):
     assert check("ex1", notebook=path, namespace={"side": 24})
 
 
+@NEEDS_SANDBOX
+def test_sandbox_sees_read_only_folders_under_tmp(tmp_path, monkeypatch):
+    # a checkout under /tmp (CI may clone there): the private /tmp must not hide the venv or labkit
+    shared = tmp_path / "checkout"
+    shared.mkdir()
+    (shared / "marker.txt").write_text("visible")
+    shared.chmod(0o755)
+    roots = sb._read_only_roots()
+    monkeypatch.setattr(sb, "_read_only_roots", lambda: roots + [str(shared)])
+    work = tmp_path / "work"
+    work.mkdir()
+    out = sb.run(work, ["cat", str(shared / "marker.txt")], 0, sb.Limits(wall_seconds=30))
+    assert out.returncode == 0 and "visible" in out.stdout, out.stdout
+
+
+@NEEDS_SANDBOX
+def test_a_broken_sandbox_fails_the_grader_not_the_students(tmp_path, monkeypatch):
+    folder = make_assignment(tmp_path / "assignments" / "hw")
+    subs = tmp_path / "subs"
+    submit(subs, "s0", student_nb(folder))
+    labkit_only = [r for r in sb._read_only_roots() if r.endswith("labkit")]
+    monkeypatch.setattr(sb, "_read_only_roots", lambda: labkit_only)  # no Python inside the sandbox
+    with pytest.raises(sb.SandboxUnavailable, match="could not start Python"):
+        batch.grade(folder, subs, tmp_path / "out", echo=lambda *a: None, progress=False)
+    assert not (tmp_path / "out" / "grades.csv").exists()  # no student was blamed
+
+
 # --- the sample assignment (TensorFlow) ---------------------------------------------------------
 @NEEDS_SANDBOX
 @pytest.mark.slow

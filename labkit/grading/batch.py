@@ -254,8 +254,10 @@ def grade(assignment_dir: str | Path, submissions: str | Path, out: str | Path, 
     out, submissions = Path(out), Path(submissions)
     out.mkdir(parents=True, exist_ok=True)
     (out / "feedback").mkdir(exist_ok=True)
-    if sandbox and sb.available():
-        raise sb.SandboxUnavailable(sb.available())
+    if sandbox:
+        if sb.available():
+            raise sb.SandboxUnavailable(sb.available())
+        sb.self_test()
     gb = Gradebook(gradebook or out / "gradebook.sqlite")
     tests_digest = assignment.tests_digest()
     students = find_students(submissions)

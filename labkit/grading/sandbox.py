@@ -81,6 +81,27 @@ def available() -> str | None:
     return None
 
 
+def self_test(limits: Limits | None = None) -> None:
+    """Start Python with the grading modules inside a sandbox once; raise if that fails.
+
+    A sandbox that cannot start Python (a folder it needs not mounted, a broken user set-up) would
+    otherwise fail every submission as "crashed": a grader fault blamed on students. Costs about
+    half a second per batch.
+    """
+    import tempfile
+
+    limits = limits or Limits(wall_seconds=60)
+    with tempfile.TemporaryDirectory(prefix="labkit-selftest-") as tmp:
+        work = Path(tmp) / "work"
+        work.mkdir()
+        probe = "import labkit.grading.execute, papermill, nbformat; print('labkit-sandbox-ok')"
+        outcome = run(work, [sys.executable, "-c", probe], 0, limits)
+    if outcome.returncode != 0 or "labkit-sandbox-ok" not in outcome.stdout:
+        tail = "\n".join(outcome.stdout.strip().splitlines()[-5:])
+        raise SandboxUnavailable(f"the sandbox could not start Python with labkit (exit {outcome.returncode}); "
+                                 f"nothing was graded. It said:\n{tail}")
+
+
 def ensure_user(slot: int) -> tuple[int, int]:
     """The uid and gid of ``labkit-sandbox<slot>``, creating the user if missing (idempotent)."""
     name = f"{USER_PREFIX}{slot}"
@@ -125,6 +146,12 @@ def command(workdir: Path, argv: list[str], uid: int, gid: int, data: dict[str, 
             cmd += ["--symlink", os.readlink(target), f"/{link}"]
         elif target.is_dir():
             cmd += ["--ro-bind", str(target), f"/{link}"]
+    # The private /tmp, /dev and /proc first: the read-only folders below may live under /tmp (a
+    # checkout in /tmp, as CI may have it), and a tmpfs mounted after them would hide them.
+    cmd += ["--proc", "/proc", "--dev", "/dev", "--perms", "1777", "--size", str(limits.max_disk_mb * 1024 * 1024),
+            "--tmpfs", "/tmp",
+            # a small private /dev/shm: joblib (imported by TensorFlow, via scikit-learn) wants semaphores there
+            "--perms", "1777", "--size", str(64 * 1024 * 1024), "--tmpfs", "/dev/shm"]
     made = {"/", "/usr", "/etc", "/tmp", "/proc", "/dev", "/sandbox"}
     for root in _read_only_roots():
         parts = Path(root).parts
@@ -135,11 +162,7 @@ def command(workdir: Path, argv: list[str], uid: int, gid: int, data: dict[str, 
                 made.add(parent)
         cmd += ["--ro-bind", root, root]
         made.add(root)
-    cmd += ["--proc", "/proc", "--dev", "/dev", "--perms", "1777", "--size", str(limits.max_disk_mb * 1024 * 1024),
-            "--tmpfs", "/tmp",
-            # a small private /dev/shm: joblib (imported by TensorFlow, via scikit-learn) wants semaphores there
-            "--perms", "1777", "--size", str(64 * 1024 * 1024), "--tmpfs", "/dev/shm",
-            "--bind", str(workdir), "/sandbox"]
+    cmd += ["--bind", str(workdir), "/sandbox"]
     for rel, src in (data or {}).items():  # read-only, at the same relative path as in the assignment
         cmd += ["--ro-bind", str(src), f"/sandbox/{rel}"]
     cmd += ["--chdir", "/sandbox", "--clearenv",
