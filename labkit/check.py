@@ -18,7 +18,6 @@ Returns a :class:`CheckResult` (``bool(result)`` is True when every test passed)
 """
 from __future__ import annotations
 
-import json
 import os
 import sys
 from dataclasses import dataclass, field
@@ -54,21 +53,20 @@ def _candidate_notebooks(notebook: str | os.PathLike | None, namespace: dict) ->
 
 
 def _tests_in(path: Path, question: str):
+    import nbformat
+
     from labkit.grading import authoring as au
 
     try:
-        doc = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+        nb = nbformat.read(path, as_version=4)
+    except (OSError, ValueError):  # missing, or not a notebook (nbformat's NotJSONError is a ValueError)
         return []
     tests, counters = [], {}
-    for i, raw in enumerate(doc.get("cells", [])):
-        if raw.get("cell_type") not in ("code", "raw"):  # raw: a lab exercise's test, never run by itself
+    for i, cell in enumerate(nb.cells):
+        if cell.cell_type not in ("code", "raw"):  # raw: a lab exercise's test, never run by itself
             continue
-        src = raw.get("source", "")
-        src = "".join(src) if isinstance(src, list) else src
-        m = au.TEST_RE.match(src.splitlines()[0].strip()) if src.strip() else None
+        m = au.TEST_RE.match(au.first_line(cell))
         if m and m.group(2) == question and not m.group(1):
-            cell = type("Cell", (), {"cell_type": "code", "source": src, "get": lambda self, k, d=None: d})()
             tests.append(au.parse_test(cell, i, counters))
     return tests
 

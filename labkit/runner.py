@@ -17,7 +17,6 @@ from __future__ import annotations
 import base64
 import html
 import json
-import os
 import sys
 import time
 from dataclasses import asdict, dataclass, field
@@ -98,14 +97,8 @@ def render_notebook_html(nb_path: Path) -> Path:
 
 def execute_notebook(path: Path, build: Path, parameters: dict | None = None,
                      cell_timeout: int = 600, progress: bool = False) -> NotebookResult:
-    """Run one notebook with papermill into ``build/notebooks``; never raises for notebook errors.
-
-    The kernel inherits this process's environment; TensorFlow's C++ start-up chatter (oneDNN,
-    absl) is silenced there unless ``TF_CPP_MIN_LOG_LEVEL`` is already set.
-    """
+    """Run one notebook with papermill into ``build/notebooks``; never raises for notebook errors."""
     import papermill
-
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
     out_nb = build / "notebooks" / path.name
     out_nb.parent.mkdir(parents=True, exist_ok=True)

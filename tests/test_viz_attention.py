@@ -1,22 +1,9 @@
 """Attention maps: extracted scores equal a NumPy softmax(QKᵀ/√d_k); masks give exact zeros; plots render."""
-from pathlib import Path
+from figures import save  # first: selects the headless Agg backend
+import numpy as np
+import pytest
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pytest  # noqa: E402
-
-from labkit import data, models, viz  # noqa: E402
-
-FIGURES = Path(__file__).resolve().parent.parent / "build" / "viz"
-
-
-def save(fig, name):
-    FIGURES.mkdir(parents=True, exist_ok=True)
-    fig.savefig(FIGURES / f"{name}.png", dpi=90, bbox_inches="tight")
-    plt.close(fig)
+from labkit import data, models, viz
 
 
 def numpy_attention(x, layer, causal):

@@ -1,23 +1,10 @@
 """Convolution arithmetic equals scipy.signal.correlate2d and keras Conv2D; pooling; filters and feature maps."""
-from pathlib import Path
+from figures import save  # first: selects the headless Agg backend
+import numpy as np
+import pytest
+from scipy.signal import correlate2d
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pytest  # noqa: E402
-from scipy.signal import correlate2d  # noqa: E402
-
-from labkit import data, models, viz  # noqa: E402
-
-FIGURES = Path(__file__).resolve().parent.parent / "build" / "viz"
-
-
-def save(fig, name):
-    FIGURES.mkdir(parents=True, exist_ok=True)
-    fig.savefig(FIGURES / f"{name}.png", dpi=90, bbox_inches="tight")
-    plt.close(fig)
+from labkit import data, models, viz
 
 
 def test_course_example_is_4x4_and_matches_scipy():

@@ -1,29 +1,16 @@
 """Gradient flow: recorded gradients equal a GradientTape on the same batch; BPTT vanishes for SimpleRNN only."""
-from pathlib import Path
+from figures import save  # first: selects the headless Agg backend
+import numpy as np
+import pytest
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pytest  # noqa: E402
-
-import keras  # noqa: E402
-from labkit import data, models, viz  # noqa: E402
-
-FIGURES = Path(__file__).resolve().parent.parent / "build" / "viz"
+import keras
+from labkit import data, models, viz
 
 #: Thresholds chosen from measurements (adding problem, length 50, 800 steps of batch 32, Adam 1e-2):
 #: first/last-10% gradient ratio measured SimpleRNN ~1e-5, LSTM ~1.0, GRU ~1.0 (see the report).
 SIMPLE_RNN_MAX_RATIO = 1e-3
 GATED_MIN_RATIO = 1e-1
 GATED_OVER_SIMPLE = 1e3
-
-
-def save(fig, name):
-    FIGURES.mkdir(parents=True, exist_ok=True)
-    fig.savefig(FIGURES / f"{name}.png", dpi=90, bbox_inches="tight")
-    plt.close(fig)
 
 
 def test_recorded_gradients_equal_gradient_tape():

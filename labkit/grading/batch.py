@@ -255,8 +255,9 @@ def grade(assignment_dir: str | Path, submissions: str | Path, out: str | Path, 
     out.mkdir(parents=True, exist_ok=True)
     (out / "feedback").mkdir(exist_ok=True)
     if sandbox:
-        if sb.available():
-            raise sb.SandboxUnavailable(sb.available())
+        reason = sb.available()
+        if reason:
+            raise sb.SandboxUnavailable(reason)
         sb.self_test()
     gb = Gradebook(gradebook or out / "gradebook.sqlite")
     tests_digest = assignment.tests_digest()

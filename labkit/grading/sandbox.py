@@ -28,6 +28,7 @@ import signal
 import subprocess
 import sys
 import sysconfig
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -88,8 +89,6 @@ def self_test(limits: Limits | None = None) -> None:
     otherwise fail every submission as "crashed": a grader fault blamed on students. Costs about
     half a second per batch.
     """
-    import tempfile
-
     limits = limits or Limits(wall_seconds=60)
     with tempfile.TemporaryDirectory(prefix="labkit-selftest-") as tmp:
         work = Path(tmp) / "work"
