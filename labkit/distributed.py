@@ -41,7 +41,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from labkit.threads import ThreadBudget, thread_budget
+from labkit.threads import ThreadBudget, as_budget, thread_budget  # noqa: F401 (thread_budget: re-exported)
 
 
 # --------------------------------------------------------------------------------------------
@@ -92,11 +92,7 @@ def init(threads: ThreadBudget | int | None = None) -> WorkerContext:
     share of the local cores (:func:`thread_budget` over the local worker count).
     """
     hvd.init()
-    if threads is None:
-        threads = thread_budget(hvd.local_size())
-    elif isinstance(threads, int):
-        threads = ThreadBudget(intra_op=threads)
-    threads = configure_threads(threads)
+    threads = configure_threads(as_budget(threads, hvd.local_size()))
     return WorkerContext(rank=hvd.rank(), size=hvd.size(), local_rank=hvd.local_rank(), threads=threads)
 
 

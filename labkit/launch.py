@@ -44,7 +44,7 @@ from pathlib import Path
 import cloudpickle
 import psutil
 
-from labkit.threads import ThreadBudget, thread_budget
+from labkit.threads import ThreadBudget, as_budget, pin_to_cores
 
 #: horovodrun prefixes each worker line with its rank: ``[0]<stdout>:text`` (Gloo launcher).
 _PREFIX = re.compile(r"^\[(\d+)\]<(stdout|stderr)>:(.*)$")
@@ -282,14 +282,6 @@ def _supervise(procs: list[subprocess.Popen], job: _Job, np: int, timeout: float
 # --------------------------------------------------------------------------------------------
 # Launchers
 # --------------------------------------------------------------------------------------------
-def _budget(np: int, threads) -> ThreadBudget:
-    if threads is None:
-        return thread_budget(np)
-    if isinstance(threads, int):
-        return ThreadBudget(intra_op=threads)
-    return threads
-
-
 def _base_env(threads: ThreadBudget, env: dict | None) -> dict:
     # Workers see the caller's sys.path, so functions from its modules unpickle there too.
     return {**os.environ, **threads.env(), "PYTHONUNBUFFERED": "1",
@@ -321,7 +313,7 @@ def run(fn, *args, np: int = 2, threads: ThreadBudget | int | None = None, timeo
         raise ValueError(f"np must be at least 1, got {np}")
     # The default thread budget shares one host's cores among the workers placed on that host.
     per_host = min(np, max(_slots(hosts).values())) if hosts else np
-    budget = _budget(per_host, threads)
+    budget = as_budget(threads, per_host)
     with tempfile.TemporaryDirectory(prefix="labkit-hvd-", dir=job_root) as tmp:
         job = _Job(Path(tmp))
         with open(job.payload(), "wb") as f:
@@ -353,7 +345,7 @@ def run_local(fn, *args, np: int = 2, rank_env=None, threads: ThreadBudget | int
     """
     if np < 1:
         raise ValueError(f"np must be at least 1, got {np}")
-    budget = _budget(np, threads)
+    budget = as_budget(threads, np)
     with tempfile.TemporaryDirectory(prefix="labkit-local-") as tmp:
         job = _Job(Path(tmp))
         with open(job.payload(), "wb") as f:
@@ -469,8 +461,6 @@ def _worker_main(job_dir: str, plain: bool = False) -> int:
 
             ctx = distributed.init(budget)
             if os.environ.get("LABKIT_PIN_CORES") == "1":
-                from labkit.threads import pin_to_cores
-
                 pin_to_cores(ctx.local_rank, budget.intra_op)
         with open(job.payload(), "rb") as f:
             fn, args, kwargs = cloudpickle.load(f)

@@ -39,6 +39,16 @@ def thread_budget(workers: int, cores: int | None = None) -> ThreadBudget:
     return ThreadBudget(intra_op=max(1, cores // workers), inter_op=1)
 
 
+def as_budget(threads: ThreadBudget | int | None, workers: int) -> ThreadBudget:
+    """The budget a caller's ``threads`` argument means: None, a fair share of the cores among
+    ``workers`` local workers; an int, that many intra-op threads; a ThreadBudget, itself."""
+    if threads is None:
+        return thread_budget(workers)
+    if isinstance(threads, int):
+        return ThreadBudget(intra_op=threads)
+    return threads
+
+
 def pin_to_cores(local_rank: int, threads: int) -> list[int] | None:
     """Pin this process (and the threads it starts from now on) to its own slice of cores.
 
