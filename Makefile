@@ -5,7 +5,7 @@ SHELL := /bin/bash
 VENV  := .venv
 PY    := $(VENV)/bin/python
 STAMP := $(VENV)/.labkit-ready
-SETUP_INPUTS := requirements.txt pyproject.toml tools/setup.sh tools/build_horovod.sh tools/apt-packages.txt
+SETUP_INPUTS := requirements.txt pyproject.toml tools/setup.sh tools/build_horovod.sh tools/install_nodeps.sh tools/apt-packages.txt tools/jupyterlab-overrides.json
 
 .PHONY: setup run test lab bench doctor clean distclean
 

@@ -63,7 +63,7 @@ deps_stamp=$venv/.labkit-deps
 deps_hash=$(digest "$reqs")
 if [ "$(cat "$deps_stamp" 2>/dev/null)" != "$deps_hash" ]; then
   say "installing pinned dependencies from $(basename "$reqs") (a few minutes the first time)..."
-  grep -vE '^\s*(#|$|horovod==)' "$reqs" > "$venv/.labkit-requirements.txt"
+  grep -vE '^\s*(#|$|horovod==)' "$reqs" | grep -vE '#\s*no-deps' > "$venv/.labkit-requirements.txt" || true
   # (the grep drops the noise that a missing local index in some pip configs prints per package)
   status=0
   "$vpy" -m pip install --quiet --disable-pip-version-check -r "$venv/.labkit-requirements.txt" 2>&1 \
@@ -73,6 +73,9 @@ if [ "$(cat "$deps_stamp" 2>/dev/null)" != "$deps_hash" ]; then
 else
   say "dependencies up to date."
 fi
+
+# Packages whose declared dependencies are wrong for this stack: pinned, hash-checked, no deps.
+bash tools/install_nodeps.sh "$vpy" "$reqs" || die "could not install the no-deps packages (see above)."
 
 # --- 4. Horovod, built from source with a cached wheel ---------------------------------------
 if grep -q '^horovod==' "$reqs"; then
@@ -86,6 +89,10 @@ fi
 if ! "$vpy" -I -c 'import labkit, sys; sys.exit(not labkit.__file__.startswith(sys.argv[1]))' "$here/labkit" 2>/dev/null; then
   "$vpy" -m pip install --quiet --no-deps --no-build-isolation -e . || die "could not install labkit itself."
 fi
+# JupyterLab asks every new user whether to fetch Jupyter's news from the internet: the lab
+# works offline, so the answer is set once for everyone who uses this environment.
+mkdir -p "$venv/share/jupyter/lab/settings"
+cp tools/jupyterlab-overrides.json "$venv/share/jupyter/lab/settings/overrides.json"
 # The notebooks' "python3" kernel is this venv's Python.
 if "$vpy" -c 'import ipykernel' 2>/dev/null; then
   "$vpy" -m ipykernel install --sys-prefix --name python3 --display-name "Python 3 (labkit)" >/dev/null
