@@ -1,0 +1,107 @@
+"""A real Spark session for the lab, in local mode or on a standalone cluster, with its start-up
+timed.
+
+- :func:`session` -- build (or rebuild) the session: ``master="local[2]"`` runs Spark inside one
+  JVM with 2 worker threads; ``master="spark://host:7077"`` uses a standalone cluster, with
+  ``cores`` capping how many of its cores this application takes. The web UI is off (no port to
+  clash with other users), shuffles use a few partitions (the default 200 is made for clusters,
+  and costs seconds on small data), and executors run this very Python (``sys.executable``).
+- :func:`timed_session` -- the same, and how many seconds it took (JVM start, context start).
+- :func:`describe` -- what a session runs on: master, version, parallelism.
+- :func:`stop` -- stop the session (the JVM stays up: a new session in the same process is quick).
+
+The notebooks pass only absolute paths to Spark, so the same code runs on a cluster whose
+executors share this machine's file system.
+"""
+from __future__ import annotations
+
+import os
+import sys
+import time
+
+
+def _master_for(master: str, cores: int | None) -> str:
+    if master.startswith("local") and cores:
+        return f"local[{cores}]"
+    return master
+
+
+def session(master: str = "local[2]", cores: int | None = None, memory: str = "1g",
+            app_name: str = "labkit", conf: dict | None = None, shuffle_partitions: int | None = None,
+            log_level: str = "ERROR"):
+    """A ``SparkSession`` on ``master``; any session already running in this process is stopped
+    first, so the settings given here are the ones in force.
+
+    - ``cores``: for ``local`` masters, the number of worker threads (``local[cores]``); for a
+      cluster, the most cores this application may take (``spark.cores.max``).
+    - ``memory``: driver and executor memory (``"1g"``). The driver's only applies when the JVM
+      starts, i.e. on the first session of a process.
+    - ``conf``: any other Spark settings, applied last.
+    - ``shuffle_partitions``: ``spark.sql.shuffle.partitions`` (default: twice the cores, at
+      least 2).
+    """
+    from pyspark.sql import SparkSession
+
+    active = SparkSession.getActiveSession()
+    if active is not None:
+        active.stop()
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+    os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
+    real_master = _master_for(master, cores)
+    parallel = cores or _cores_in(real_master) or 2
+    settings = {
+        "spark.ui.enabled": "false",
+        "spark.ui.showConsoleProgress": "false",
+        "spark.driver.memory": memory,
+        "spark.executor.memory": memory,
+        "spark.sql.shuffle.partitions": str(shuffle_partitions or max(2, 2 * parallel)),
+        "spark.sql.execution.arrow.pyspark.enabled": "true",
+        "spark.pyspark.python": sys.executable,
+    }
+    if not real_master.startswith("local") and cores:
+        settings["spark.cores.max"] = str(cores)
+    settings.update(conf or {})
+    builder = SparkSession.builder.master(real_master).appName(app_name)
+    for key, value in settings.items():
+        builder = builder.config(key, value)
+    spark = builder.getOrCreate()
+    spark.sparkContext.setLogLevel(log_level)
+    return spark
+
+
+def _cores_in(master: str) -> int | None:
+    if master.startswith("local[") and master.endswith("]"):
+        inner = master[6:-1]
+        if inner == "*":
+            return os.cpu_count()
+        try:
+            return int(inner.split(",")[0])
+        except ValueError:
+            return None
+    if master == "local":
+        return 1
+    return None
+
+
+def timed_session(**kwargs):
+    """``(spark, seconds)``: :func:`session` and the wall time it took. The first session of a
+    process pays for starting the JVM; later ones reuse it."""
+    start = time.perf_counter()
+    spark = session(**kwargs)
+    spark.range(1).count()  # the context is only really up once it has run something
+    return spark, time.perf_counter() - start
+
+
+def describe(spark) -> dict:
+    """``{master, version, default_parallelism, app_id, shuffle_partitions}`` of a session."""
+    sc = spark.sparkContext
+    return {"master": sc.master, "version": spark.version, "default_parallelism": sc.defaultParallelism,
+            "app_id": sc.applicationId, "shuffle_partitions": int(spark.conf.get("spark.sql.shuffle.partitions"))}
+
+
+def stop(spark) -> None:
+    """Stop ``spark`` (its executors and context). Safe to call twice."""
+    try:
+        spark.stop()
+    except Exception:  # noqa: BLE001 -- already stopped, or the JVM is gone
+        pass
