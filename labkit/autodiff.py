@@ -474,13 +474,14 @@ def plot_activations(names=None, z=None):
     names = list(names or ACTIVATIONS)
     z = np.linspace(-5, 5, 401) if z is None else np.asarray(z, dtype="float64")
     fig, (a1, a2) = plt.subplots(1, 2, figsize=(10, 3.6))
+    styles = {"relu": dict(lw=3.5, alpha=0.45), "leaky_relu": dict(ls="--")}
     for name in names:
         f, df = ACTIVATIONS[name]
-        a1.plot(z, f(z), label=name)
-        a2.plot(z, df(z), label=name)
+        a1.plot(z, f(z), label=name, **styles.get(name, {}))
+        a2.plot(z, df(z), label=name, **styles.get(name, {}))
     a1.set(title="activation g(z)", xlabel="pre-activation z (unitless)", ylabel="g(z)", ylim=(-1.5, 5))
     a2.set(title="derivative g'(z): what backprop multiplies by", xlabel="pre-activation z (unitless)",
-           ylabel="g'(z)", ylim=(-0.1, 1.2))
+           ylabel="g'(z)", ylim=(-0.2, 1.2))
     for a in (a1, a2):
         a.grid(alpha=0.3)
         a.axhline(0, color="0.6", lw=0.8)
