@@ -73,15 +73,17 @@ def read_bandwidth(nbytes: int, total: int = 256 << 20, repeats: int = 3) -> flo
     return reps * n * 8 / best
 
 
-def bandwidth_by_size(sizes=None, total: int = 256 << 20) -> pd.DataFrame:
+def bandwidth_by_size(sizes=None, total: int = 128 << 20, repeats: int = 5) -> pd.DataFrame:
     """:func:`read_bandwidth` for buffer sizes from 16 KiB to 256 MiB: one row per size, with the
-    smallest cache level it fits in (``level``)."""
+    smallest cache level it fits in (``level``). Best of ``repeats`` per size: on a busy machine
+    the best run is the one least disturbed by other programs."""
     sizes = sizes or [16 << 10, 64 << 10, 256 << 10, 1 << 20, 4 << 20, 16 << 20, 64 << 20, 256 << 20]
     caches = sorted(cache_sizes().items(), key=lambda kv: kv[1])
     rows = []
     for s in sizes:
         level = next((name for name, size in caches if s <= size * 0.75), "RAM")
-        rows.append({"bytes": s, "bytes_per_s": read_bandwidth(s, total=max(total, 2 * s)), "level": level})
+        rows.append({"bytes": s, "bytes_per_s": read_bandwidth(s, total=max(total, 2 * s), repeats=repeats),
+                     "level": level})
     return pd.DataFrame(rows)
 
 

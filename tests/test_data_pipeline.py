@@ -14,6 +14,7 @@ def test_throughput_counts_rows_for_batched_and_unbatched(tmp_path):
     decode = pipeline.csv_decoder(defaults)
     lines = tf.data.TextLineDataset(str(paths["events"])).skip(1)
     total = sum(1 for _ in lines)
+    assert pipeline.count_rows(lines) == total and pipeline.count_rows(lines.batch(7)) == total
     one = pipeline.throughput(lines.map(decode), "per row")
     batched = pipeline.throughput(lines.batch(64).map(decode), "batched", epochs=2)
     assert one["rows"] == batched["rows"] == total and batched["epoch"] == 2 and one["rows_per_s"] > 0
