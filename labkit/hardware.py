@@ -9,6 +9,8 @@ Record (each returns a dict or a tidy table, one row per measurement)
   thread count.
 - :func:`tf_matmul_flops` -- TensorFlow matmul FLOP/s for float32, bfloat16 and float16.
 - :func:`arithmetic_intensity` -- FLOPs per byte of a matmul: where it sits on the roofline.
+- :func:`float_formats` -- float32, bfloat16 and float16: bits, precision and range.
+- :func:`cpu_flags` -- the CPU's feature flags (AVX-512, bfloat16 instructions, ...).
 - :func:`gpus` -- the GPUs TensorFlow sees (none on the course machines).
 
 Published figures
@@ -179,6 +181,21 @@ def tf_matmul_flops(m: int, k: int | None = None, n: int | None = None, dtype: s
             "relative_error": error}
 
 
+def float_formats() -> pd.DataFrame:
+    """float32, bfloat16 and float16 side by side: bits for exponent and mantissa, machine epsilon
+    (the gap after 1.0: relative precision), largest and smallest normal number (range). From
+    ``ml_dtypes`` (TensorFlow's own dependency), which knows bfloat16."""
+    import ml_dtypes
+
+    rows = []
+    for name, dtype in [("float32", np.float32), ("bfloat16", ml_dtypes.bfloat16), ("float16", np.float16)]:
+        f = ml_dtypes.finfo(dtype)
+        rows.append({"format": name, "bits": int(f.bits), "exponent bits": int(f.nexp),
+                     "mantissa bits": int(f.nmant), "epsilon": float(f.eps), "max": float(f.max),
+                     "smallest normal": float(f.tiny)})
+    return pd.DataFrame(rows)
+
+
 def cpu_flags() -> set[str]:
     """The CPU's feature flags from ``/proc/cpuinfo`` (e.g. ``avx512f``, ``avx512_bf16``)."""
     try:
@@ -250,8 +267,14 @@ def plot_matmul_sweep(table: pd.DataFrame, ax=None):
     for threads, group in table.groupby("threads"):
         ax.plot(group["m"], group["flop_per_s"] / 1e9, "o-",
                 label=f"{threads} thread{'s' if threads != 1 else ''}" if threads else "BLAS default")
+    from matplotlib.ticker import ScalarFormatter
+
     ax.set_xscale("log", base=2)
     ax.set_yscale("log")
+    sizes = sorted(table["m"].unique())
+    ax.set_xticks(sizes, [str(s) for s in sizes])
+    ax.yaxis.set_major_formatter(ScalarFormatter())
+    ax.yaxis.set_minor_formatter(ScalarFormatter())
     ax.set_xlabel("matrix size n (n×n @ n×n)")
     ax.set_ylabel("throughput (GFLOP/s, log scale)")
     ax.set_title("Matmul throughput against size and threads")

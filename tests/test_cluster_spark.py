@@ -32,3 +32,24 @@ def test_master_names():
 
     assert _master_for("local[2]", 1) == "local[1]" and _master_for("spark://h:7077", 2) == "spark://h:7077"
     assert _cores_in("local[3]") == 3 and _cores_in("local") == 1 and _cores_in("spark://h:7077") is None
+
+
+def test_spark_etl_keeps_the_same_rows_as_the_pandas_etl(tmp_path):
+    from labkit import data
+    from labkit.cluster import spark as sp
+    from labkit.data import etl
+
+    paths = data.write_raw_shop(tmp_path, sessions=2000, users=200, seed=5)
+    table, _ = etl.transform(*etl.extract(paths)[:2])
+    spark = sp.session(master="local[2]", app_name="labkit-test-etl")
+    try:
+        clean = etl.spark_transform(*etl.spark_extract(spark, paths))
+        rows = clean.select("session_id", "purchased", "age", "is_pro").collect()
+        assert sorted(r["session_id"] for r in rows) == sorted(table["session_id"])
+        by_id = table.set_index("session_id")
+        for r in rows[:50]:
+            assert r["purchased"] == by_id.loc[r["session_id"], "purchased"]
+            assert r["is_pro"] == by_id.loc[r["session_id"], "is_pro"]
+            assert abs(r["age"] - by_id.loc[r["session_id"], "age"]) < 1e-9
+    finally:
+        sp.stop(spark)

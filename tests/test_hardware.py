@@ -50,3 +50,9 @@ def test_plots_have_units():
     assert "GB/s" in fig.axes[0].get_xlabel()
     assert set(hw.PUBLISHED_GPUS.columns) >= {"device", "fp32_tflops", "memory_gb_per_s", "source"}
     assert np.all(hw.PUBLISHED_GPUS["source"].str.startswith("https://"))
+
+
+def test_float_formats_know_bfloat16():
+    table = hw.float_formats().set_index("format")
+    assert table.loc["bfloat16", "exponent bits"] == table.loc["float32", "exponent bits"] == 8
+    assert table.loc["bfloat16", "epsilon"] == 2 ** -7 and table.loc["float16", "max"] == 65504

@@ -12,6 +12,8 @@ so the clean table is a real classification problem (labs 10, 11 and 12 use it).
   join the users, derive model features.
 - :func:`load` -- write Parquet with pyarrow (optionally partitioned by a column).
 - :func:`run_etl` -- all three, with a tidy table of rows and seconds per stage.
+- :func:`spark_extract`, :func:`spark_transform` -- the same extract and rules as Spark DataFrame
+  code (lab 11): lazy transformations that a Spark action runs, on one machine or a cluster.
 """
 from __future__ import annotations
 
@@ -184,3 +186,44 @@ def run_etl(folder, sessions: int = 20_000, users: int = 2_000, seed: int = 0):
         stages.append({"stage": stage, "rows": rows, "seconds": round(secs, 4),
                        "bytes_on_disk": path.stat().st_size if path else np.nan})
     return table, pd.DataFrame(stages), counts
+
+
+# --- the same ETL in Spark --------------------------------------------------------------------------
+EVENT_COLUMNS = ["session_id", "user_id", "start", "device", "pages", "seconds", "cart_value", "purchased"]
+
+
+def spark_extract(spark, paths: dict):
+    """``(events, users)`` as Spark DataFrames: the CSV with an explicit all-text schema (no pass
+    over the file to infer one), the JSON lines with malformed lines dropped. Paths must be
+    absolute so that executors on other processes (or machines sharing the folder) can read them."""
+    from pyspark.sql import types as T
+
+    schema = T.StructType([T.StructField(name, T.StringType()) for name in EVENT_COLUMNS])
+    events = spark.read.csv(str(Path(paths["events"]).resolve()), header=True, schema=schema)
+    users = spark.read.json(str(Path(paths["users"]).resolve()), mode="DROPMALFORMED")
+    return events, users
+
+
+def spark_transform(events, users):
+    """:func:`transform`'s rules as Spark transformations (nothing runs until an action).
+
+    ``try_cast`` / ``try_to_timestamp`` turn unparseable text into NULL instead of failing the job
+    (Spark 4 runs in strict ANSI mode). The median age is the one value computed eagerly.
+    """
+    from pyspark.sql import functions as F
+
+    typed = (events.dropDuplicates(["session_id"])
+             .select(F.col("session_id").cast("long"), F.col("user_id").cast("long"), "device",
+                     F.expr("try_cast(pages AS INT)").alias("pages"),
+                     F.expr("try_cast(seconds AS DOUBLE)").alias("seconds"),
+                     F.expr("try_cast(cart_value AS DOUBLE)").alias("cart_value"),
+                     F.try_to_timestamp("start", F.lit("yyyy-MM-dd'T'HH:mm:ss")).alias("start"),
+                     F.col("purchased").cast("int").alias("purchased")))
+    valid = typed.dropna(subset=["pages", "seconds", "cart_value", "start"]).filter(F.col("cart_value") >= 0)
+    median_age = users.select(F.median("age")).first()[0]
+    people = users.select("user_id", "plan", F.col("age").cast("double")).fillna({"age": float(median_age)})
+    return (valid.join(people, "user_id", "inner")
+            .withColumn("log_seconds", F.log1p("seconds"))
+            .withColumn("hour", F.hour("start"))
+            .withColumn("is_mobile", (F.col("device") == "mobile").cast("int"))
+            .withColumn("is_pro", (F.col("plan") == "pro").cast("int")))
