@@ -105,7 +105,7 @@ def _features(data) -> int:
 
 def train(data, method: str = "minibatch", lr: float = 0.1, batch_size: int = 64, epochs: float = 5,
           l1: float = 0.0, l2: float = 0.0, evaluate=None, records: int = 40, seed: int = 0,
-          w0: np.ndarray | None = None):
+          w0: np.ndarray | None = None, threads: int | None = 1):
     """Fit logistic regression; returns ``(w, history)``.
 
     - ``data``: ``(x, y)`` arrays, or :class:`labkit.data.Shards` streamed from disk.
@@ -115,9 +115,19 @@ def train(data, method: str = "minibatch", lr: float = 0.1, batch_size: int = 64
     - ``l1``: proximal (soft-threshold) step after each gradient step; ``l2``: in the gradient.
     - ``evaluate``: ``(x, y)`` held in memory on which the loss is recorded (default: ``data``
       when it is in memory). Evaluation time is left out of the wall-clock column.
+    - ``threads``: BLAS threads (None: leave BLAS's own setting). The default is 1: these are
+      matrix–vector products, limited by memory, not arithmetic; a second thread only adds
+      synchronisation, and on a busy machine it waits for a core and stalls every step.
     - ``history``: one row per record, about ``records`` of them: ``step``, ``passes``
       (examples seen ÷ data size), ``seconds`` (training time so far), ``loss``, ``accuracy``.
     """
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(limits=threads, user_api="blas"):
+        return _train(data, method, lr, batch_size, epochs, l1, l2, evaluate, records, seed, w0)
+
+
+def _train(data, method, lr, batch_size, epochs, l1, l2, evaluate, records, seed, w0):
     if method not in ("gd", "sgd", "minibatch"):
         raise ValueError(f"method must be 'gd', 'sgd' or 'minibatch', got {method!r}")
     if evaluate is None:
