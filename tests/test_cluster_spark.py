@@ -25,6 +25,7 @@ def test_local_session_runs_a_job_and_restarts_with_other_cores(tmp_path):
     finally:
         sp.stop(spark)
         sp.stop(spark)  # twice is fine
+        sp.shutdown()   # and the JVM ends: the test leaves no process behind
 
 
 def test_master_names():
@@ -52,4 +53,4 @@ def test_spark_etl_keeps_the_same_rows_as_the_pandas_etl(tmp_path):
             assert r["is_pro"] == by_id.loc[r["session_id"], "is_pro"]
             assert abs(r["age"] - by_id.loc[r["session_id"], "age"]) < 1e-9
     finally:
-        sp.stop(spark)
+        sp.shutdown()

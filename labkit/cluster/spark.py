@@ -9,6 +9,7 @@ timed.
 - :func:`timed_session` -- the same, and how many seconds it took (JVM start, context start).
 - :func:`describe` -- what a session runs on: master, version, parallelism.
 - :func:`stop` -- stop the session (the JVM stays up: a new session in the same process is quick).
+- :func:`shutdown` -- stop the session and end the JVM too (tests, scripts that must leave no process).
 
 The driver's JVM logs errors only (``log4j2.properties`` next to this file) and JIT-compiles with
 the quick C1 compiler (:data:`JAVA_OPTIONS`), which suits short teaching jobs on small machines.
@@ -126,3 +127,32 @@ def stop(spark) -> None:
         spark.stop()
     except Exception:  # noqa: BLE001 -- already stopped, or the JVM is gone
         pass
+
+
+def shutdown(timeout: float = 20.0) -> None:
+    """Stop any active session and end this process's Spark JVM (the py4j gateway). Without it
+    the JVM lives until Python exits; after it, a new :func:`session` starts a fresh JVM."""
+    import subprocess
+
+    from pyspark import SparkContext
+
+    if SparkContext._active_spark_context is not None:
+        stop(SparkContext._active_spark_context)
+    gateway = SparkContext._gateway
+    if gateway is None:
+        return
+    proc = getattr(gateway, "proc", None)
+    try:
+        gateway.shutdown()
+    except Exception:  # noqa: BLE001 -- the JVM may be gone already
+        pass
+    if proc is not None:
+        if proc.stdin:
+            proc.stdin.close()  # the JVM ends when its parent's pipe closes
+        try:
+            proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+    SparkContext._gateway = None
+    SparkContext._jvm = None
