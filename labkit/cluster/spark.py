@@ -28,8 +28,9 @@ from pathlib import Path
 LOG_CONFIG = Path(__file__).with_name("log4j2.properties")
 #: JVM options for the driver (and executors): log quietly, and JIT-compile with the fast C1
 #: compiler only. The lab's jobs are short, and on 2 cores the optimising C2 compiler's work
-#: costs more than it saves (in a noisy trial: JVM start 72 → 16 s, first ETL 18 → 14 s).
-#: Pass ``conf={"spark.driver.extraJavaOptions": ...}`` to change them for long jobs.
+#: competes with the job for the cores (one trial on a heavily loaded machine: session start
+#: 72 → 16 s, first ETL 18 → 14 s, first fit 20 → 12 s; ``bench/spark_startup.py`` measures it side
+#: by side). Pass ``conf={"spark.driver.extraJavaOptions": ...}`` to change them for long jobs.
 JAVA_OPTIONS = f"-XX:TieredStopAtLevel=1 -Dlog4j2.configurationFile=file:{LOG_CONFIG}"
 
 
