@@ -230,6 +230,16 @@ def _score_setting(setting: dict, k: int, seed: int) -> dict:
             "worker_pid": os.getpid()}
 
 
+def _stop_resource_tracker() -> None:
+    """End the helper process that ``spawn`` starts to track shared semaphores, so that a grid
+    search leaves no process behind (it starts again by itself when next needed)."""
+    from multiprocessing import resource_tracker
+
+    stop = getattr(resource_tracker._resource_tracker, "_stop", None)
+    if stop is not None:
+        stop()
+
+
 def grid(**axes) -> list[dict]:
     """Every combination of the given values: ``grid(lr=[0.1, 1], l2=[0, 0.01])`` → 4 settings."""
     names = list(axes)
@@ -255,6 +265,7 @@ def grid_search(data_path, settings: list[dict], workers: int = 1, k: int = 5, s
         futures = [pool.submit(_score_setting, s, k, seed) for s in settings]
         rows = [f.result() for f in futures]
     seconds = time.perf_counter() - start
+    _stop_resource_tracker()
     table = pd.DataFrame(rows).sort_values("val_loss").reset_index(drop=True)
     table["worker"] = table["worker_pid"].rank(method="dense").astype(int) - 1
     return table.drop(columns="worker_pid"), seconds
