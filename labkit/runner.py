@@ -158,7 +158,7 @@ def execute_notebook(path: Path, build: Path, parameters: dict | None = None,
         notebook_client.execute(
             path, out_nb, parameters=parameters or {}, kernel_name="python3",
             cwd=str(path.parent), execution_timeout=cell_timeout, progress_bar=progress,
-            log_output=False, request_save_on_cell_execute=False,
+            log_output=False, request_save_on_cell_execute=True,  # a timed-out run still leaves its notebook
         )
     except Exception as exc:  # PapermillExecutionError, timeouts, dead kernels: record and go on
         status, error = "failed", _error_summary(exc)

@@ -122,3 +122,13 @@ def test_a_long_quiet_cell_is_not_a_stall_and_budgets_are_flagged(tmp_path):
     assert result.recovered == 0 and result.stalled_cell is None
     assert any(f.startswith("cell 2 took") and "budget 5 s" in f for f in result.flags), result.flags
     assert not result.clean
+
+
+@pytest.mark.slow
+def test_a_cell_past_its_timeout_fails_and_leaves_the_notebook_to_look_at(tmp_path):
+    path = _notebook(tmp_path, "import time; time.sleep(60)", "print('after')")
+    result = runner.execute_notebook(path, tmp_path / "build", cell_timeout=5)
+    assert result.status == "failed" and "timed out" in result.error
+    executed = nbformat.read(tmp_path / "build" / result.output, as_version=4)
+    assert executed.cells[2].metadata.papermill.duration is not None   # the report can say which cell
+    assert [c["cell"] for c in result.cells] == [1, 2]
