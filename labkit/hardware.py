@@ -308,9 +308,8 @@ def plot_roofline(peak_flop_per_s: float, bytes_per_s: float, points: pd.DataFra
     ax.text(ridge, peak_flop_per_s / 1e9 * 1.15, f"ridge {ridge:.1f} FLOP/B", ha="center", fontsize=8)
     if points is not None:
         for _, p in points.iterrows():
-            ax.plot(p["intensity"], p["flop_per_s"] / 1e9, "o", ms=7)
-            ax.annotate(p.get("label", ""), (p["intensity"], p["flop_per_s"] / 1e9), fontsize=8,
-                        xytext=(5, -10), textcoords="offset points")
+            # named in the legend: labels next to close points would overlap
+            ax.plot(p["intensity"], p["flop_per_s"] / 1e9, "o", ms=7, label=p.get("label") or None)
     ax.set_xscale("log")
     ax.set_yscale("log")
     ax.set_xlabel("arithmetic intensity (FLOP per byte moved, log scale)")
