@@ -328,12 +328,14 @@ def _start_sshd(c: Cluster, h: Host) -> int:
     raise ClusterError(f"sshd on {h.name} did not start: {log.read_text() if log.exists() else 'no log'}")
 
 
-def up(hosts: int = 2, name: str = DEFAULT_NAME, loopback_hostname: bool = False, wait_ssh: bool = True) -> Cluster:
+def up(hosts: int = 2, name: str = DEFAULT_NAME, loopback_hostname: bool = False, wait_ssh: bool = True,
+       down_at_exit: bool = False) -> Cluster:
     """Create cluster ``name`` with ``hosts`` namespaced hosts h1..hN, each running sshd; return it.
 
     A cluster of that name that is already up is returned as it is (same size) or refused.
     ``loopback_hostname=True`` maps each host's own name to 127.0.1.1 on that host, as Debian's
     default ``/etc/hosts`` does (the case that breaks unpatched Horovod 0.28.1's Gloo).
+    ``down_at_exit=True`` removes the cluster when this Python process exits (a notebook's kernel).
     """
     require_root()
     if not _NAME.match(name):
@@ -377,7 +379,11 @@ def up(hosts: int = 2, name: str = DEFAULT_NAME, loopback_hostname: bool = False
         except BaseException:
             _down_locked(name)
             raise
-        return c
+    if down_at_exit:
+        import atexit
+
+        atexit.register(down, name)
+    return c
 
 
 def _wait_for_ssh(c: Cluster, timeout: float = 20) -> None:
