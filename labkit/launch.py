@@ -137,7 +137,8 @@ class _Job:
         """Record this worker as ``host pid start-time machine`` (so teardown finds it from any
         host, and never kills a process that merely reused its pid)."""
         me = psutil.Process()
-        self.pid(rank).write_text(f"{socket.gethostname()} {me.pid} {me.create_time()!r} {machine_id()}")
+        host = os.environ.get("HOROVOD_HOSTNAME") or socket.gethostname()  # the name horovodrun used
+        self.pid(rank).write_text(f"{host} {me.pid} {me.create_time()!r} {machine_id()}")
 
     def where(self, rank: int) -> tuple[str, str] | None:
         """``(host, machine)`` of rank ``rank``'s worker, from its pid file."""
@@ -283,7 +284,8 @@ class _Output:
 def _kill_remote(job: _Job, np: int, ssh_args: list[str], timeout: float = 15.0) -> None:
     """Ask each other machine that runs a worker of ``job`` to kill it (``ssh HOST python -m
     labkit.launch --kill JOB``); the job folder is shared, so each host finds its own pid files."""
-    hosts = {w[0] for r in range(np) if (w := job.where(r)) and w[1] != machine_id()}
+    hosts = {w[0] for r in range(np)
+             if not job.result(r).exists() and (w := job.where(r)) and w[1] != machine_id()}
     calls = [subprocess.Popen(["ssh", *ssh_args, host, sys.executable, "-m", "labkit.launch", "--kill", str(job.dir)],
                               stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
              for host in sorted(hosts)]

@@ -65,3 +65,9 @@ def test_the_plot_has_labelled_axes_with_units():
 @pytest.mark.parametrize("question", ["net1", "net2", "net3"])
 def test_every_exercise_has_a_visible_test(question):
     assert f"# TEST {question} " in NOTEBOOK.read_text()
+
+
+def test_the_sweeps_parameter_counts_are_the_workloads():
+    from labkit.scaling.workload import parameter_count
+
+    assert network._PARAMS == {m: parameter_count(m) for m in network._PARAMS}

@@ -5,16 +5,24 @@ the namespaced cluster and predicted by :mod:`labkit.scaling.model`.
     table = sweep(c, links=["unshaped", "1gbit", "100mbit"], models=["cnn", "mlp"])
     plot_efficiency_vs_bandwidth(table)
 
-For every link shape the sweep shapes the cluster's links (:mod:`labkit.cluster.shape`),
-measures what TCP really carries with iperf3, and trains the scaling workload
-(:mod:`labkit.scaling.workload`) on one worker per host with :func:`labkit.launch.run`. One
-worker alone on the first host gives each model's compute time. The table has one row per model
-and link: the measured step, efficiency (= 1-worker step / p-worker step, weak scaling) and the
-model's prediction for the same link,
+One Horovod job (:func:`launch.run` with one worker per host) runs the whole sweep: rank 0 first
+times each model's purely local step (forward, backward, update, no allreduce) while the others
+wait, the model's compute time; then for every link shape this process shapes the cluster's
+links (:mod:`labkit.cluster.shape`), measures what TCP carries each way with both directions
+loaded (``iperf3 --bidir``, as in a ring allreduce), and the workers train the scaling
+workload's models (:mod:`labkit.scaling.workload`) with averaged gradients. The table has one
+row per model and link: the measured step, efficiency (= compute time / p-worker step, weak
+scaling) and the model's prediction for the same link,
 
-    predicted step = compute + allreduce(gradient bytes, p, Network.from_link(rate, delay, goodput))
+    predicted step = compute (shared) + allreduce(gradient bytes, p, Network.from_link(rate, delay, goodput))
 
-with the goodput iperf3 measured on that link. The unshaped veth link is predicted from
+with the goodput measured on that link, and the compute time of the workers computing together
+(``compute_shared_s``): the namespaced hosts share this machine's cores (and whatever else runs
+on them), so each worker computes more slowly than one worker alone (``compute_s``), whatever
+the network. To show what the *network* costs, ``efficiency`` is compute (shared) ÷ step: the
+fraction of a step spent computing, which is the scaling efficiency on a real cluster, where
+the two compute times are equal. ``scaling_efficiency`` (compute alone ÷ step) is the
+efficiency against one worker alone on this machine, cores and all. The unshaped veth link is predicted from
 allreduces timed on it (:func:`labkit.scaling.model.fit_alpha_beta`). ``predicted_nominal_s``
 is what the model said before it knew about goodput and latency steps (the nominal tc rate,
 one step per ring hop), to show why that was wrong.
@@ -34,12 +42,17 @@ from labkit import launch
 from labkit.cluster import shape as shaping
 from labkit.cluster.netns import Cluster
 from labkit.scaling import model as sm
-from labkit.scaling.workload import RunSpec, parameter_count, worker_job
+from labkit.scaling.workload import RunSpec
+
+#: Trainable parameters of the scaling workload's models at 32×32 inputs
+#: (``labkit.scaling.workload.parameter_count``, which needs TensorFlow: tests check they agree).
+_PARAMS = {"cnn": 66_218, "mlp": 1_841_162}
 
 #: The table's columns, one row per (model, link).
 COLUMNS = ["model", "params", "gradient_bytes", "link", "rate_bps", "delay_s", "goodput_bps", "workers",
-           "per_worker_batch", "compute_s", "step_s", "step_p95_s", "throughput", "efficiency",
-           "predicted_step_s", "predicted_efficiency", "error", "predicted_nominal_s", "nominal_error"]
+           "per_worker_batch", "compute_s", "compute_shared_s", "step_s", "step_p95_s", "throughput", "efficiency",
+           "predicted_step_s", "predicted_efficiency", "error", "predicted_nominal_s", "nominal_error",
+           "scaling_efficiency"]
 #: Where a run recorded on the reference machine is kept, for notebooks that run without root.
 RECORDED = Path(__file__).with_name("data") / "network_sweep.csv"
 
@@ -63,81 +76,171 @@ class NetworkSweep:
                         warmup_steps=self.warmup_steps, dataset_size=512) for m in self.models]
 
 
-def measure(specs: list[RunSpec], calibrate: bool = False) -> dict:
-    """What each worker runs: the scaling workload, plus the models' parameter counts (so that the
-    process that plans and plots never imports TensorFlow)."""
-    job = worker_job(specs, 1, calibrate, False)
-    job["params"] = {s.model: parameter_count(s.model, s.image_size) for s in specs}
-    return job
+def sweep_worker(specs: list[RunSpec], links: int, sync_dir: str, calibrate: list[bool]) -> dict | None:
+    """What every worker runs: the whole sweep in one Horovod job (one start-up, not one per link).
+
+    Rank 0 first times ``steps`` purely local steps of each model (no allreduce) while the other
+    ranks wait: the compute time of one worker alone. Then, for each link, rank 0 tells the
+    launcher it is ready (``ready.<i>`` in ``sync_dir``) and waits for ``go.<i>``, written once
+    the links are shaped. Per model, every rank first computes local steps at once (the compute
+    time when the hosts' workers share this machine's cores, under the load of that moment; on a
+    real cluster it equals the time alone), then all train with averaged gradients; rank 0 times
+    every step (the models train only to be timed; their weights are not kept). Returns rank 0's
+    timings (None on other ranks).
+    """
+    import horovod.tensorflow as hvd
+    import keras
+    import tensorflow as tf
+
+    from labkit import distributed
+    from labkit.scaling.workload import allreduce_timings, build_model, make_dataset
+
+    rank, size = hvd.rank(), hvd.size()
+    sync = Path(sync_dir)
+    runs = []
+    for spec in specs:
+        x_all, y_all = make_dataset(spec.dataset_size, spec.image_size, spec.seed)
+        x, y = x_all[rank::size], y_all[rank::size]
+        model = build_model(spec.model, spec.image_size, spec.seed)
+        opt = keras.optimizers.SGD(spec.base_lr, momentum=0.9)
+        loss_fn = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+
+        def make(average, model=model, opt=opt, loss_fn=loss_fn):
+            def step(xb, yb):
+                with tf.GradientTape() as tape:
+                    loss = loss_fn(yb, model(xb, training=True))
+                grads = tape.gradient(loss, model.trainable_variables)
+                if average:
+                    grads = distributed.average_gradients(grads)
+                opt.apply_gradients(zip(grads, model.trainable_variables))
+                return loss
+            return tf.function(step)
+
+        distributed.broadcast_state(model, opt)
+        runs.append((spec, model, make(False), make(True), x, y))
+
+    def batches(spec, x, y, n):
+        b = spec.per_worker_batch
+        for i in range(n):
+            lo = (i * b) % max(1, len(x) - b + 1)
+            yield tf.constant(x[lo:lo + b]), tf.constant(y[lo:lo + b])
+
+    def timed(step, spec, x, y):
+        times = []
+        for xb, yb in batches(spec, x, y, spec.warmup_steps + spec.steps):
+            t0 = time.perf_counter()
+            float(step(xb, yb))  # waits for the step, its allreduce included
+            times.append(time.perf_counter() - t0)
+        return times[spec.warmup_steps:]
+
+    out = {"compute": {}, "compute_shared": {}, "steps": {}, "allreduce": {}}
+    for spec, _, local, _, x, y in runs:  # rank 0 alone, the others idle
+        if rank == 0:
+            out["compute"][spec.model] = timed(local, spec, x, y)
+        hvd.allreduce(tf.constant(0.0), name=f"labkit.net.compute.{spec.model}")
+    for i in range(links):
+        if rank == 0:
+            (sync / f"ready.{i}").touch()
+            while not (sync / f"go.{i}").exists():
+                time.sleep(0.05)
+        hvd.allreduce(tf.constant(0.0), name=f"labkit.net.link.{i}")  # every rank waits for the shaped link
+        for spec, _, local, averaged, x, y in runs:
+            # every rank computing at once, right before the real steps (the same load on the
+            # shared cores), then the real steps with averaged gradients
+            out["compute_shared"][(i, spec.model)] = timed(local, spec, x, y)
+            hvd.allreduce(tf.constant(0.0), name=f"labkit.net.shared.{i}.{spec.model}")
+            out["steps"][(i, spec.model)] = timed(averaged, spec, x, y)
+            launch.progress(i + 1, links, desc=f"link {i + 1}/{links}")
+        if calibrate[i]:
+            out["allreduce"][i] = allreduce_timings(repeats=3)
+    return out if rank == 0 else None
 
 
-def _step_times(job: dict) -> dict[str, tuple[float, float]]:
-    """Rank 0's mean and p95 step time per model, warm-up left out."""
-    out = {}
-    for rec in job["records"]:
-        timed = np.asarray(rec.step_seconds[rec.spec["warmup_steps"]:])
-        out[rec.spec["model"]] = (float(timed.mean()), float(np.percentile(timed, 95)))
-    return out
+def _coordinate(cluster: Cluster, exp: "NetworkSweep", sync: Path, links: list, shapes: list, stop, say) -> None:
+    """The launcher's side: when rank 0 is ready for link i, shape it, measure goodput, say go."""
+    hosts = launch._rank_hosts(exp.hosts or cluster.hosts_arg(), 2)
+    for i, bits in enumerate(links):
+        while not (sync / f"ready.{i}").exists():
+            if stop.is_set():
+                return
+            time.sleep(0.05)
+        info = shaping.shape(cluster, bits, exp.delay)
+        if len(hosts) > 1:
+            info["goodput_bps"] = shaping.goodput(cluster, hosts[0], hosts[1], exp.goodput_seconds,
+                                                  both_ways=True)
+        shapes.append(info)
+        say(f"— {info['label']}: TCP goodput {info.get('goodput_bps', float('nan')) / 1e6:.1f} Mbit/s "
+            f"(each way, both loaded)")
+        (sync / f"go.{i}").touch()
 
 
 def sweep(cluster: Cluster, exp: NetworkSweep | None = None, timeout: float = 600, echo: bool = True,
           **overrides) -> pd.DataFrame:
     """Measure and predict efficiency for every link shape and model; return the tidy table.
 
-    The links are left unshaped afterwards. ``overrides`` set :class:`NetworkSweep` fields.
+    One Horovod job runs the whole sweep (:func:`sweep_worker`); between links, this process
+    reshapes the links and measures goodput while the workers wait. The links are left unshaped
+    afterwards. ``overrides`` set :class:`NetworkSweep` fields.
     """
+    import tempfile
+    import threading
+
     exp = exp or NetworkSweep()
     for k, v in overrides.items():
         setattr(exp, k, v)
     hosts = exp.hosts or cluster.hosts_arg()
     workers = sum(launch._slots(hosts).values())
-    first = launch._rank_hosts(hosts, workers)[0]
-    receiver = next((h for h in launch._rank_hosts(hosts, workers) if h != first), None)
-    specs = exp.specs()
+    links = [shaping.parse_rate(link) for link in exp.links]
 
     def say(text):
         if echo:
             print(text, flush=True)
 
-    try:
-        shaping.shape(cluster, None)
-        say(f"— compute: 1 worker on {first}")
-        base = launch.run(measure, specs, np=1, hosts=f"{first}:1", threads=exp.threads,
-                          timeout=timeout, echo=False)[0]
-        params = base["params"]
-        compute = {m: t[0] for m, t in _step_times(base).items()}
-        rows = []
-        for link in exp.links:
-            bits = shaping.parse_rate(link)
-            info = shaping.shape(cluster, bits, exp.delay)
-            delay = info["delay_s"] or 0.0
-            goodput = shaping.goodput(cluster, first, receiver, exp.goodput_seconds) if receiver else float("nan")
-            say(f"— {info['label']}: TCP goodput {goodput / 1e6:.1f} Mbit/s; {workers} workers on {hosts}")
-            calibrate = bits is None  # the unshaped link is predicted from allreduces timed on it
-            job = launch.run(measure, specs, calibrate, np=workers, hosts=hosts, threads=exp.threads,
-                             timeout=timeout, echo=False)[0]
-            if calibrate:
-                net = sm.fit_alpha_beta(pd.DataFrame(job["allreduce"]), name="veth, unshaped")
-            else:
-                net = sm.Network.from_link(bits, delay, goodput=goodput / bits if goodput == goodput else sm.TCP_GOODPUT)
-            for model, (step, p95) in _step_times(job).items():
-                nbytes = params[model] * 4
-                pred = compute[model] + float(sm.allreduce_time(nbytes, workers, net))
-                if bits:  # the model as it was: nominal rate, one latency step per ring hop
-                    nominal = compute[model] + 2 * (workers - 1) * delay + 2 * (workers - 1) / workers * nbytes / (bits / 8)
-                else:
-                    nominal = float("nan")
-                rows.append({"model": model, "params": params[model], "gradient_bytes": nbytes, "link": info["label"],
-                             "rate_bps": bits, "delay_s": delay, "goodput_bps": goodput, "workers": workers,
-                             "per_worker_batch": exp.per_worker_batch, "compute_s": compute[model], "step_s": step,
-                             "step_p95_s": p95, "throughput": workers * exp.per_worker_batch / step,
-                             "efficiency": compute[model] / step, "predicted_step_s": pred,
-                             "predicted_efficiency": compute[model] / pred, "error": pred / step - 1,
-                             "predicted_nominal_s": nominal, "nominal_error": nominal / step - 1})
-                say(f"   {model}: step {1e3 * step:.1f} ms measured, {1e3 * pred:.1f} ms predicted "
-                    f"({100 * (pred / step - 1):+.0f} %), efficiency {100 * compute[model] / step:.0f} %")
-    finally:
-        shaping.shape(cluster, None)
+    shapes: list[dict] = []
+    stop = threading.Event()
+    with tempfile.TemporaryDirectory(prefix="labkit-netsweep-") as sync:
+        coordinator = threading.Thread(target=_coordinate, args=(cluster, exp, Path(sync), links, shapes, stop, say),
+                                       daemon=True)
+        coordinator.start()
+        try:
+            say(f"— one Horovod job, {workers} workers on {hosts}; compute time first, then each link")
+            job = launch.run(sweep_worker, exp.specs(), len(links), sync, [b is None for b in links], np=workers,
+                             hosts=hosts, threads=exp.threads, timeout=timeout, echo=echo, progress_bar=echo)[0]
+        finally:
+            stop.set()
+            coordinator.join(timeout=30)
+            shaping.shape(cluster, None)
+    params = _PARAMS
+    rows = []
+    for i, (bits, info) in enumerate(zip(links, shapes)):
+        delay = info["delay_s"] or 0.0
+        goodput = info.get("goodput_bps", float("nan"))
+        if i in job["allreduce"]:  # the unshaped link: predicted from allreduces timed on it
+            net = sm.fit_alpha_beta(pd.DataFrame(job["allreduce"][i]), name="veth, unshaped")
+        else:
+            net = sm.Network.from_link(bits, delay, goodput=goodput / bits if goodput == goodput else sm.TCP_GOODPUT)
+        for spec in exp.specs():
+            model = spec.model
+            compute = float(np.mean(job["compute"][model]))
+            shared = float(np.mean(job["compute_shared"][(i, model)]))
+            times = np.asarray(job["steps"][(i, model)])
+            step = float(times.mean())
+            nbytes = params[model] * 4
+            pred = shared + float(sm.allreduce_time(nbytes, workers, net))
+            # the model as it was: the nominal rate, one latency step per ring hop
+            nominal = (shared + 2 * (workers - 1) * delay + 2 * (workers - 1) / workers * nbytes / (bits / 8)
+                       if bits else float("nan"))
+            rows.append({"model": model, "params": params[model], "gradient_bytes": nbytes, "link": info["label"],
+                         "rate_bps": bits, "delay_s": delay, "goodput_bps": goodput, "workers": workers,
+                         "per_worker_batch": exp.per_worker_batch, "compute_s": compute,
+                         "compute_shared_s": shared, "step_s": step,
+                         "step_p95_s": float(np.percentile(times, 95)),
+                         "throughput": workers * exp.per_worker_batch / step, "efficiency": shared / step,
+                         "predicted_step_s": pred, "predicted_efficiency": shared / pred, "error": pred / step - 1,
+                         "predicted_nominal_s": nominal, "nominal_error": nominal / step - 1,
+                         "scaling_efficiency": compute / step})
+            say(f"   {info['label']}, {model}: step {1e3 * step:.1f} ms measured, {1e3 * pred:.1f} ms predicted "
+                f"({100 * (pred / step - 1):+.0f} %), efficiency {100 * shared / step:.0f} %")
     return pd.DataFrame(rows, columns=COLUMNS)
 
 
@@ -160,6 +263,17 @@ def recorded() -> pd.DataFrame:
     return pd.read_csv(RECORDED)
 
 
+def recorded_info() -> str:
+    """When, how and under what load the recorded sweep was taken (one line)."""
+    try:
+        meta = json.loads(RECORDED.with_suffix(".json").read_text())
+    except (OSError, ValueError):
+        return "recorded sweep (no metadata)"
+    env = meta.get("environment", {})
+    return (f"recorded {env.get('time_utc', '?')} on {env.get('cores', '?')} cores at load average "
+            f"{env.get('load_average_1m', float('nan')):.1f} (other jobs were running), with: {meta.get('command', '?')}")
+
+
 # --------------------------------------------------------------------------------------------
 # Figures
 # --------------------------------------------------------------------------------------------
@@ -170,8 +284,9 @@ def _x(table: pd.DataFrame) -> np.ndarray:
 
 
 def plot_efficiency_vs_bandwidth(table: pd.DataFrame, title: str = ""):
-    """Left: scaling efficiency against link bandwidth, measured (points) and predicted (lines), per
-    model. Right: step time, measured against predicted, with the old nominal-rate prediction."""
+    """Left: efficiency (compute ÷ step, the share of a step spent computing) against link
+    bandwidth, measured (points) and predicted (lines), per model. Right: step time, measured
+    against predicted, with the old nominal-rate prediction."""
     import matplotlib.pyplot as plt
 
     fig, (a, b) = plt.subplots(1, 2, figsize=(12, 4.2))
@@ -191,7 +306,7 @@ def plot_efficiency_vs_bandwidth(table: pd.DataFrame, title: str = ""):
         ax.set_xlabel("link bandwidth (Mbit/s, log scale; unshaped veth at its measured TCP goodput)")
         ax.grid(alpha=0.3, which="both")
         ax.legend(fontsize=7)
-    a.set_ylabel("scaling efficiency (%)")
+    a.set_ylabel("efficiency: compute ÷ step (%)")
     a.set_ylim(0, 110)
     a.set_title(title or f"Efficiency vs bandwidth, {int(table['workers'].iloc[0])} workers on separate hosts")
     b.set_yscale("log")

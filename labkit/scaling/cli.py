@@ -133,7 +133,7 @@ def _network(args) -> int:
     paths = network.save(table, args.out, exp)
     fig = network.plot_efficiency_vs_bandwidth(table)
     fig.savefig(f"{args.out}/network.png", dpi=110)
-    cols = ["model", "link", "goodput_bps", "compute_s", "step_s", "predicted_step_s", "error", "efficiency",
+    cols = ["model", "link", "goodput_bps", "compute_s", "compute_shared_s", "step_s", "predicted_step_s", "error", "efficiency",
             "predicted_efficiency"]
     if args.json:
         print(json.dumps({"out": str(paths["json"].parent), "table": json.loads(table[cols].to_json(orient="records"))}))
