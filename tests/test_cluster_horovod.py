@@ -139,7 +139,9 @@ def test_interrupting_the_launcher_leaves_both_hosts_clean(c, tmp_path):
     """A notebook's "interrupt kernel": SIGINT to the process that called launch.run."""
     script = tmp_path / "driver.py"
     script.write_text(textwrap.dedent(f"""
-        import sys
+        import signal, sys
+        # a background shell starts jobs with SIGINT ignored; a kernel always handles it
+        signal.signal(signal.SIGINT, signal.default_int_handler)
         sys.path.insert(0, {str(Path(__file__).parent)!r})
         from labkit import launch
         from test_cluster_horovod import _pid_then
@@ -157,12 +159,16 @@ def test_interrupting_the_launcher_leaves_both_hosts_clean(c, tmp_path):
         while not (tmp_path / "pid.1").exists() and time.monotonic() < deadline:
             time.sleep(0.2)
         assert (tmp_path / "pid.1").exists(), "workers never started"
+        sent = time.monotonic()
         proc.send_signal(signal.SIGINT)
         out, _ = proc.communicate(timeout=60)
+        seconds = time.monotonic() - sent
     finally:
         if proc.poll() is None:
             proc.kill()
+        proc.wait()
     assert proc.returncode == 3, out
+    assert seconds < 20, f"launch.run took {seconds:.1f} s to return after SIGINT"
     assert _clean(c) == {}
 
 
