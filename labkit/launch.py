@@ -378,7 +378,7 @@ def _base_env(threads: ThreadBudget, env: dict | None) -> dict:
 def run(fn, *args, np: int = 2, threads: ThreadBudget | int | None = None, timeout: float = 600,
         hosts: str | None = None, env: dict | None = None, echo: bool = True, progress_bar: bool = True,
         timeline: str | os.PathLike | None = None, horovodrun_args: list[str] | None = None,
-        job_root: str | None = None, pin_cores: bool = False, **kwargs) -> list:
+        job_root: str | None = None, pin_cores: bool = False, cluster=None, **kwargs) -> list:
     """Run ``fn(*args, **kwargs)`` on ``np`` Horovod workers and return each rank's result.
 
     - ``threads``: per-worker budget (default: a fair share of one machine's cores among the
@@ -395,12 +395,14 @@ def run(fn, *args, np: int = 2, threads: ThreadBudget | int | None = None, timeo
     - ``job_root``: where the job folder goes (a shared file system for multi-node runs).
     - ``pin_cores``: pin each worker to its own slice of its machine's cores
       (:func:`labkit.threads.pin_to_cores`; skipped where the slices don't fit).
+    - ``cluster``: the :class:`labkit.cluster.Cluster` whose hosts ``hosts`` names (default:
+      ``$LABKIT_CLUSTER``'s, or the one running cluster, if it has those hosts).
     """
     if np < 1:
         raise ValueError(f"np must be at least 1, got {np}")
     from labkit.cluster.netns import for_hosts  # stdlib only: cheap, and None without a cluster
 
-    cluster = for_hosts(hosts)
+    cluster = cluster if cluster is not None else for_hosts(hosts)
     # The default thread budget shares one machine's cores among the workers placed on it.
     per_machine = np if cluster or not hosts else min(np, max(_slots(hosts).values()))
     budget = as_budget(threads, per_machine)

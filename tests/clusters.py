@@ -20,8 +20,14 @@ def cluster(tag: str, hosts: int = 2, **kwargs):
     """A fresh cluster for a test; removed afterwards even if the test fails, and checked gone."""
     name = unique_name(tag)
     netns.down(name)
+    before = os.environ.get("LABKIT_CLUSTER")
+    os.environ["LABKIT_CLUSTER"] = name  # host names (h1, ...) mean this cluster's, whatever else is up
     try:
         yield netns.up(hosts, name=name, **kwargs)
     finally:
+        if before is None:
+            os.environ.pop("LABKIT_CLUSTER", None)
+        else:
+            os.environ["LABKIT_CLUSTER"] = before
         netns.down(name)
         assert not netns.leftovers(name), f"cluster {name} left {netns.leftovers(name)}"

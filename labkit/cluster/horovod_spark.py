@@ -39,24 +39,22 @@ from labkit.threads import ThreadBudget, as_budget
 
 
 def _cluster_for(master: str):
-    """The running labkit cluster whose Spark master is ``master`` (or None)."""
+    """The running labkit cluster (``$LABKIT_CLUSTER``'s, or the only one) whose Spark master is
+    ``master``, or None."""
     if not master.startswith("spark://"):
         return None
     from labkit.cluster import netns
 
-    for name in netns.names():
-        try:
-            c = netns.Cluster.load(name)
-        except netns.ClusterError:
-            continue
-        if c.spark.get("master") == master:
-            return c
-    return None
+    try:
+        c = netns.current()
+    except netns.ClusterError:
+        return None
+    return c if c is not None and c.spark.get("master") == master else None
 
 
 def run(fn, *args, np: int = 2, master: str = "local[2]", threads: ThreadBudget | int | None = None,
         timeout: float = 600, env: dict | None = None, echo: bool = True, progress_bar: bool = True,
-        spark_conf: dict | None = None, job_root: str | None = None, **kwargs) -> list:
+        spark_conf: dict | None = None, job_root: str | None = None, cluster=None, **kwargs) -> list:
     """Run ``fn(*args, **kwargs)`` on ``np`` Horovod ranks scheduled by Spark; return each rank's result.
 
     - ``master``: a Spark master URL: ``local[N]`` (N ≥ np), ``spark://h1:7077`` (the labkit
@@ -64,11 +62,13 @@ def run(fn, *args, np: int = 2, master: str = "local[2]", threads: ThreadBudget 
     - ``threads``: per-rank budget (default: this machine's cores shared among the ``np`` ranks,
       since local and namespaced executors share them).
     - ``spark_conf``: extra Spark settings for the driver's session.
+    - ``cluster``: the :class:`labkit.cluster.Cluster` that runs ``master`` (default: the running
+      one whose Spark master it is); the driver then runs on its master's host.
     - the rest as in :func:`labkit.launch.run`.
     """
     if np < 1:
         raise ValueError(f"np must be at least 1, got {np}")
-    cluster = _cluster_for(master)
+    cluster = cluster if cluster is not None else _cluster_for(master)
     budget = as_budget(threads, np)
     with tempfile.TemporaryDirectory(prefix="labkit-hvdspark-", dir=job_root) as tmp:
         job = launch._Job(Path(tmp))

@@ -322,7 +322,7 @@ def _start_sshd(c: Cluster, h: Host) -> int:
         h.name, ssh / "sshd_config", log, pidfile)
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
-        with contextlib.suppress(OSError, ValueError):
+        with contextlib.suppress(OSError, ValueError, IndexError):  # not written yet, or half-written
             return int(pidfile.read_text().split()[0])
         time.sleep(0.05)
     raise ClusterError(f"sshd on {h.name} did not start: {log.read_text() if log.exists() else 'no log'}")

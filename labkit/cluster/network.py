@@ -205,7 +205,8 @@ def sweep(cluster: Cluster, exp: NetworkSweep | None = None, timeout: float = 60
         try:
             say(f"— one Horovod job, {workers} workers on {hosts}; compute time first, then each link")
             job = launch.run(sweep_worker, exp.specs(), len(links), sync, [b is None for b in links], np=workers,
-                             hosts=hosts, threads=exp.threads, timeout=timeout, echo=echo, progress_bar=echo)[0]
+                             hosts=hosts, threads=exp.threads, timeout=timeout, echo=echo, progress_bar=echo,
+                             cluster=cluster)[0]
         finally:
             stop.set()
             coordinator.join(timeout=30)
