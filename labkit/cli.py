@@ -71,10 +71,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_run)
 
     from labkit.grading.cli import register as register_grading
+    from labkit.hub.cli import register as register_hub
     from labkit.scaling.cli import register as register_scaling
 
     register_grading(sub)   # release, grade
     register_scaling(sub)   # scale
+    register_hub(sub)       # hub, assign, fetch, submit, collect, return
     return parser
 
 

@@ -97,4 +97,19 @@ cp tools/jupyterlab-overrides.json "$venv/share/jupyter/lab/settings/overrides.j
 if "$vpy" -c 'import ipykernel' 2>/dev/null; then
   "$vpy" -m ipykernel install --sys-prefix --name python3 --display-name "Python 3 (labkit)" >/dev/null
 fi
+# --- 6. the course hub's proxy: configurable-http-proxy from npm, locked, in .venv/hub-node ------
+hub_node=$venv/hub-node
+hub_hash=$(digest deploy/jupyterhub/package-lock.json)
+if [ "$(cat "$hub_node/.labkit-lock" 2>/dev/null)" != "$hub_hash" ]; then
+  if command -v npm >/dev/null 2>&1; then
+    say "installing configurable-http-proxy for the course hub (npm ci into .venv/hub-node)..."
+    rm -rf "$hub_node" && mkdir -p "$hub_node"
+    cp deploy/jupyterhub/package.json deploy/jupyterhub/package-lock.json "$hub_node/"
+    (cd "$hub_node" && npm ci --no-audit --no-fund --loglevel=error >/dev/null) \
+      || die "npm could not install configurable-http-proxy (see above); re-run 'make setup'."
+    echo "$hub_hash" > "$hub_node/.labkit-lock"
+  else
+    say "warning: npm is missing, so the course hub (make hub) cannot run: install Node.js >= 20 and npm."
+  fi
+fi
 say "ready: $("$vpy" -m labkit doctor --brief 2>/dev/null || echo 'labkit installed')"
