@@ -17,7 +17,7 @@ def _course(args):
 
 
 def cmd_hub(args) -> int:
-    from labkit.hub import accounts
+    from labkit.hub import accounts, exchange
     from labkit.hub.course import Course, CourseError
     from labkit.hub.serve import HubError, serve
 
@@ -35,7 +35,11 @@ def cmd_hub(args) -> int:
         if args.hub_command == "remove-students":
             course = Course.load(args.course)
             names = args.students or course.students
-            removed = [s for s in names if accounts.remove(course.unix_name(s), course.prefix)]
+            removed = []
+            for s in names:
+                if accounts.remove(course.unix_name(s), course.prefix):
+                    removed.append(s)
+                exchange.remove_inbox(course.inboxes, course.unix_name(s))
             print(f"removed {len(removed)} account(s): {', '.join(course.unix_name(s) for s in removed) or 'none'}")
             return 0
     except (HubError, CourseError, accounts.AccountError) as exc:

@@ -59,6 +59,18 @@ def ensure_inbox(inboxes: str | os.PathLike, unix_name: str) -> str:
     return path
 
 
+def remove_inbox(inboxes: str | os.PathLike, unix_name: str) -> None:
+    """Delete a student's inbox (with their account): a later account given the same uid must not
+    inherit it."""
+    import shutil
+
+    path = os.path.join(inboxes, unix_name)
+    if os.path.islink(path):
+        os.unlink(path)
+    elif os.path.isdir(path):
+        shutil.rmtree(path)
+
+
 def _open_dir(name: str, dir_fd: int | None, uid: int) -> int:
     fd = os.open(name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW, dir_fd=dir_fd)
     if os.fstat(fd).st_uid != uid:

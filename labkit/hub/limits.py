@@ -154,7 +154,8 @@ def release(user: str) -> None:
         own = _own(controller)
         if own is not None:
             group = ROOT / controller / own.lstrip("/") / GROUP / user
-            try:
-                group.rmdir()
-            except OSError:
-                pass
+            for folder in (group, group.parent):  # the parent only once no student is left
+                try:
+                    folder.rmdir()
+                except OSError:
+                    break

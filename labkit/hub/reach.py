@@ -82,3 +82,17 @@ def exec_in_namespace(blocked: dict[Path, list[Path]], argv: list[str]) -> None:
     script = mount_script(blocked)
     os.execvp("unshare", ["unshare", "--mount", "--propagation", "private", "--",
                           "/bin/sh", "-c", script, "labkit-hub", *argv])
+
+
+def as_student(unix_name: str, argv: list[str], lab: Path, course: Path) -> list[str]:
+    """``argv`` run as the student (run it as root), in the same view of the machine the hub gives
+    them: for an instructor checking what a student sees, and for the tests."""
+    import pwd
+
+    entry = pwd.getpwnam(unix_name)
+    inner = ["setpriv", f"--reuid={entry.pw_uid}", f"--regid={entry.pw_gid}", "--init-groups", "--", *argv]
+    blocked = plan(needed_paths(lab, course))
+    if not blocked:
+        return inner
+    return ["unshare", "--mount", "--propagation", "private", "--", "/bin/sh", "-c", mount_script(blocked),
+            "labkit-hub", *inner]
