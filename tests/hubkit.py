@@ -176,7 +176,7 @@ def remove_students(course: Path, students) -> None:
             accounts.remove(PREFIX + s, PREFIX)
 
 
-def fresh_course(tmp_root: Path, students) -> Path:
+def fresh_course(_tmp_path: Path, students) -> Path:
     """A course folder students can reach (under /tmp, mode 0711), with no left-over accounts."""
     course = Path("/tmp") / f"labkit-hubtest-{uuid.uuid4().hex[:8]}"
     for s in students:
@@ -230,11 +230,18 @@ def execute(hub: Hub, unix: str, kernel_id: str, code: str, timeout: float = 60)
         out = {"stdout": "", "error": None, "status": None}
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            raw = await asyncio.wait_for(ws.read_message(), timeout=max(0.1, deadline - time.monotonic()))
+            try:
+                raw = await asyncio.wait_for(ws.read_message(), timeout=max(0.1, deadline - time.monotonic()))
+            except asyncio.TimeoutError:
+                out["error"] = f"no reply within {timeout} s"
+                break
             if raw is None:
                 out["error"] = "websocket closed (kernel died?)"
                 break
             msg = json.loads(raw)
+            if msg["header"]["msg_type"] == "status" and msg["content"]["execution_state"] in ("restarting", "dead"):
+                out["error"] = f"the kernel is {msg['content']['execution_state']} (it died)"
+                break
             if msg.get("parent_header", {}).get("msg_id") != msg_id:
                 continue
             kind = msg["header"]["msg_type"]

@@ -59,10 +59,14 @@ def log_in(browser, hub, student):
 
 
 def open_notebook(page, hub, student, path):
-    """Open ``path`` (relative to the student's home) and wait until every cell is on the page and
-    the kernel is idle."""
+    """Open ``path`` (relative to the student's home) and wait until it is ready."""
     cells = len(json.loads((Path(f"/home/{PREFIX}{student}") / path).read_text())["cells"])
     page.goto(f"{hub.url}/user/{PREFIX}{student}/lab/tree/{path}")
+    notebook_ready(page, cells)
+
+
+def notebook_ready(page, cells=1):
+    """Wait until the open notebook shows ``cells`` cells and its kernel is idle."""
     page.wait_for_function("""(n) => {
         const panel = document.querySelector('.jp-NotebookPanel:not(.lm-mod-hidden)');
         const ind = panel && panel.querySelector('.jp-Notebook-ExecutionIndicator');
@@ -109,9 +113,16 @@ def replace_cell(page, text, new_source):
     return cell
 
 
-def save(page):
-    page.keyboard.press("Control+s")
-    page.wait_for_timeout(1500)
+def save(page, path: Path, *must_contain: str, timeout=30):
+    """Ctrl+S until the file on disk holds ``must_contain`` (JupyterLab saves asynchronously)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        page.keyboard.press("Control+s")
+        page.wait_for_timeout(1000)
+        text = path.read_text() if path.exists() else ""
+        if all(m in text for m in must_contain):
+            return
+    raise AssertionError(f"{path} was not saved with {must_contain}")
 
 
 def terminal(page, hub, student, commands, wait_for, name, timeout=90):
@@ -119,7 +130,7 @@ def terminal(page, hub, student, commands, wait_for, name, timeout=90):
     page.locator(".lm-MenuBar-itemLabel", has_text="File").first.click()
     page.locator(".lm-Menu-itemLabel").filter(has_text=re.compile(r"^New$")).first.hover()
     page.locator(".lm-Menu-itemLabel").filter(has_text=re.compile(r"^Terminal$")).first.click()
-    term = page.locator(".jp-Terminal:not(.lm-mod-hidden) .xterm-screen").first
+    term = page.locator(".jp-Terminal .xterm-screen").last  # the newest terminal
     term.wait_for(timeout=60_000)
     page.wait_for_timeout(1500)  # the shell's prompt
     term.click()
@@ -155,125 +166,137 @@ def test_course_hub_end_to_end_in_a_real_browser(tmp_path):
             assert hub.api("POST", f"/users/{PREFIX}{s}/server").status_code in (201, 202)
         with sync_playwright() as p:
             browser = launch_chromium(p)
-            # --- 1. two students log in; the login page says the authenticator is demo-only
-            page = browser.new_page()
-            page.goto(f"{hub.url}/hub/login")
-            assert "DEMO ONLY" in page.inner_text("body")
-            shot(page, "01-login-demo-only")
-            page.close()
-            ada = log_in(browser, hub, "ada")
-            ben = log_in(browser, hub, "ben")
-            timings["logged in"] = time.monotonic() - started
-            ada.wait_for_timeout(3000)  # JupyterLab's news prompt would show by now
-            assert "official Jupyter news" not in ada.inner_text("body")
-            shot(ada, "02-ada-jupyterlab-no-news-prompt")
-            settings = user_api(hub, f"{PREFIX}ada", "GET",
-                                "/../lab/api/settings/@jupyterlab/apputils-extension:notification").json()
-            settings = settings["schema"]["properties"]
-            # tools/jupyterlab-overrides.json, installed by setup, sets the defaults everyone gets
-            assert settings["fetchNews"]["default"] == "false" and settings["checkForUpdates"]["default"] is False
+            pages = {}
+            try:
+                # --- 1. two students log in; the login page says the authenticator is demo-only
+                page = browser.new_page()
+                page.goto(f"{hub.url}/hub/login")
+                assert "DEMO ONLY" in page.inner_text("body")
+                shot(page, "01-login-demo-only")
+                page.close()
+                ada = pages["ada"] = log_in(browser, hub, "ada")
+                ben = pages["ben"] = log_in(browser, hub, "ben")
+                timings["logged in"] = time.monotonic() - started
+                ada.wait_for_timeout(3000)  # JupyterLab's news prompt would show by now
+                assert "official Jupyter news" not in ada.inner_text("body")
+                shot(ada, "02-ada-jupyterlab-no-news-prompt")
+                settings = user_api(hub, f"{PREFIX}ada", "GET",
+                                    "/../lab/api/settings/@jupyterlab/apputils-extension:notification").json()
+                settings = settings["schema"]["properties"]
+                # tools/jupyterlab-overrides.json, installed by setup, sets the defaults everyone gets
+                assert settings["fetchNews"]["default"] == "false" and settings["checkForUpdates"]["default"] is False
 
-            # --- 2. the instrument notebook, every cell
-            open_notebook(ada, hub, "ada", "lab/20_convolution.ipynb")
-            prompts = run_all(ada)
-            assert len(prompts) >= 10, prompts
-            timings["notebook ran"] = time.monotonic() - started
-            shot(ada, "03-convolution-notebook-ran")
+                # --- 2. the instrument notebook, every cell
+                open_notebook(ada, hub, "ada", "lab/20_convolution.ipynb")
+                prompts = run_all(ada)
+                assert len(prompts) >= 10, prompts
+                timings["notebook ran"] = time.monotonic() - started
+                shot(ada, "03-convolution-notebook-ran")
 
-            # --- 3. the slider redraws the figure
-            explorer = ada.locator(".widget-vbox").filter(has=ada.locator(".widget-slider")).first
-            explorer.scroll_into_view_if_needed()
-            figure = explorer.locator(".widget-output").first
-            before = shot(ada, "04-slider-before", figure)
-            readout = explorer.locator(".widget-readout").first.inner_text()
-            explorer.locator(".noUi-handle").first.focus()
-            for _ in range(5):  # the slider starts at the last step: move it back five steps
-                ada.keyboard.press("ArrowLeft")
-            ada.wait_for_function("([el, old]) => el.innerText !== old", arg=[explorer.locator(".widget-readout").first.element_handle(), readout])
-            ada.wait_for_timeout(2500)
-            after = shot(ada, "05-slider-after", figure)
-            moved = changed_fraction(before, after)
-            assert moved > 0.005, f"the figure did not redraw ({moved:.4f} of pixels changed)"
+                # --- 3. the slider redraws the figure
+                explorer = ada.locator(".widget-vbox").filter(has=ada.locator(".widget-slider")).first
+                explorer.scroll_into_view_if_needed()
+                figure = explorer.locator(".widget-output").first
+                before = shot(ada, "04-slider-before", figure)
+                readout = explorer.locator(".widget-readout").first.inner_text()
+                explorer.locator(".noUi-handle").first.focus()
+                for _ in range(5):  # the slider starts at the last step: move it back five steps
+                    ada.keyboard.press("ArrowLeft")
+                ada.wait_for_function("([el, old]) => el.innerText !== old", arg=[explorer.locator(".widget-readout").first.element_handle(), readout])
+                ada.wait_for_timeout(2500)
+                after = shot(ada, "05-slider-after", figure)
+                moved = changed_fraction(before, after)
+                assert moved > 0.005, f"the figure did not redraw ({moved:.4f} of pixels changed)"
 
-            # --- 4. the self-check: its message, then a pass once answered
-            check_cell = cell_with(ada, 'result = check("conv1")')
-            check_cell.scroll_into_view_if_needed()
-            assert "0 of 1 visible tests passed" in check_cell.inner_text()
-            shot(ada, "06-self-check-message", check_cell)
-            replace_cell(ada, "conv_side = None", "conv_side = 24\npool_side = 12")
-            for _ in range(3):  # run the answer, step over the raw test cell, run the check
-                ada.keyboard.press("Shift+Enter")
-                ada.wait_for_timeout(300)
-            check_cell = cell_with(ada, 'result = check("conv1")')
-            expect(check_cell).to_contain_text("1 of 1 visible tests passed", timeout=60_000)
-            shot(ada, "07-self-check-passed", check_cell)
-            save(ada)
+                # --- 4. the self-check: its message, then a pass once answered
+                check_cell = cell_with(ada, 'result = check("conv1")')
+                check_cell.scroll_into_view_if_needed()
+                assert "0 of 1 visible tests passed" in check_cell.inner_text()
+                shot(ada, "06-self-check-message", check_cell)
+                replace_cell(ada, "conv_side = None", "conv_side = 24\npool_side = 12")
+                for _ in range(3):  # run the answer, step over the raw test cell, run the check
+                    ada.keyboard.press("Shift+Enter")
+                    ada.wait_for_timeout(300)
+                check_cell = cell_with(ada, 'result = check("conv1")')
+                expect(check_cell).to_contain_text("1 of 1 visible tests passed", timeout=60_000)
+                shot(ada, "07-self-check-passed", check_cell)
+                save(ada, Path(f"/home/{PREFIX}ada/lab/20_convolution.ipynb"), "conv_side = 24")
 
-            # --- 5. the assignment: ada fetches, completes and submits; ben submits a broken one
-            ada_home, ben_home = Path(f"/home/{PREFIX}ada"), Path(f"/home/{PREFIX}ben")
-            inbox = lambda s: list((course / "exchange" / "inbox" / f"{PREFIX}{s}" / "tf_basics").glob("*.ipynb"))  # noqa: E731
-            assert (ada_home / "assignments" / "tf_basics" / "tf_basics.ipynb").exists(), \
-                "released before ada's server started: it is already in her home"
-            open_notebook(ada, hub, "ada", "assignments/tf_basics/tf_basics.ipynb")
-            replace_cell(ada, "def normalize(x):", "def normalize(x):\n    return (x - x.mean()) / x.std()")
-            replace_cell(ada, "probs = ...", "probs = tf.nn.softmax(logits)")
-            replace_cell(ada, "NotImplementedError", "with tf.GradientTape() as tape:\n    f = tf.reduce_sum(w ** 2)\n"
-                                                     "grad = tape.gradient(f, w)")
-            save(ada)
-            shot(ada, "08-ada-assignment-completed")
-            terminal(ada, hub, "ada", ["labkit fetch tf_basics", "labkit submit tf_basics"], lambda: bool(inbox("ada")),
-                     "09-ada-terminal-fetch-submit")
-            ben.goto(f"{hub.url}/user/{PREFIX}ben/lab")
-            ben.wait_for_selector("#jp-main-dock-panel")
-            terminal(ben, hub, "ben", ["labkit fetch tf_basics"],
-                     lambda: (ben_home / "assignments" / "tf_basics" / "tf_basics.ipynb").exists(), "10-ben-terminal-fetch")
-            open_notebook(ben, hub, "ben", "assignments/tf_basics/tf_basics.ipynb")
-            replace_cell(ben, "probs = ...", "import os\nos._exit(1)  # broken: kills the kernel")
-            save(ben)
-            terminal(ben, hub, "ben", ["labkit submit tf_basics"], lambda: bool(inbox("ben")), "11-ben-terminal-submit")
-            timings["submitted"] = time.monotonic() - started
+                # --- 5. the assignment: ada fetches, completes and submits; ben submits a broken one
+                ada_home, ben_home = Path(f"/home/{PREFIX}ada"), Path(f"/home/{PREFIX}ben")
+                inbox = lambda s: list((course / "exchange" / "inbox" / f"{PREFIX}{s}" / "tf_basics").glob("*.ipynb"))  # noqa: E731
+                assert (ada_home / "assignments" / "tf_basics" / "tf_basics.ipynb").exists(), \
+                    "released before ada's server started: it is already in her home"
+                open_notebook(ada, hub, "ada", "assignments/tf_basics/tf_basics.ipynb")
+                replace_cell(ada, "def normalize(x):", "def normalize(x):\n    return (x - x.mean()) / x.std()")
+                replace_cell(ada, "probs = ...", "probs = tf.nn.softmax(logits)")
+                replace_cell(ada, "NotImplementedError", "with tf.GradientTape() as tape:\n    f = tf.reduce_sum(w ** 2)\n"
+                                                         "grad = tape.gradient(f, w)")
+                save(ada, ada_home / "assignments" / "tf_basics" / "tf_basics.ipynb", "tf.nn.softmax(logits)",
+                     "x.std()", "tape.gradient(f, w)")
+                shot(ada, "08-ada-assignment-completed")
+                terminal(ada, hub, "ada", ["labkit fetch tf_basics", "labkit submit tf_basics"], lambda: bool(inbox("ada")),
+                         "09-ada-terminal-fetch-submit")
+                open_notebook(ben, hub, "ben", "assignments/tf_basics/tf_basics.ipynb")
+                replace_cell(ben, "probs = ...", "import os\nos._exit(1)  # broken: kills the kernel")
+                save(ben, ben_home / "assignments" / "tf_basics" / "tf_basics.ipynb", "os._exit(1)")
+                terminal(ben, hub, "ben", ["labkit submit tf_basics"], lambda: bool(inbox("ben")), "10-ben-terminal-submit")
+                timings["submitted"] = time.monotonic() - started
 
-            out = run_as_instructor("collect", "tf_basics", "--course", str(course))
-            assert "2 on time, 0 late, 0 missing" in out, out
-            run_as_instructor("grade", "assignments/tf_basics", str(course / "instructor" / "tf_basics" / "submissions"),
-                              "--out", str(course / "instructor" / "tf_basics" / "grades"), "--workers", "2", "--no-progress")
-            grades = (course / "instructor" / "tf_basics" / "grades" / "grades.csv").read_text()
-            assert "ada,9,9,graded" in grades and "ben,0,9,crashed" in grades, grades
-            run_as_instructor("return", "tf_basics", "--course", str(course))
-            timings["graded and returned"] = time.monotonic() - started
+                out = run_as_instructor("collect", "tf_basics", "--course", str(course))
+                assert "2 on time, 0 late, 0 missing" in out, out
+                run_as_instructor("grade", "assignments/tf_basics", str(course / "instructor" / "tf_basics" / "submissions"),
+                                  "--out", str(course / "instructor" / "tf_basics" / "grades"), "--workers", "2", "--no-progress")
+                grades = (course / "instructor" / "tf_basics" / "grades" / "grades.csv").read_text()
+                assert "ada,9,9,graded" in grades and "ben,0,9,crashed" in grades, grades
+                run_as_instructor("return", "tf_basics", "--course", str(course))
+                timings["graded and returned"] = time.monotonic() - started
 
-            # --- 6. each student reads their own feedback; ben cannot reach ada's files
-            for student, page, score in (("ada", ada, "Score: 9 / 9"), ("ben", ben, "Score: 0 / 9")):
-                page.goto(f"{hub.url}/user/{PREFIX}{student}/lab/tree/feedback/tf_basics.html")
-                frame = page.frame_locator(".jp-HTMLViewer iframe, .jp-RenderedHTML iframe, iframe").first
-                frame.locator("body").wait_for(timeout=60_000)
-                body = frame.locator("body").inner_text()
-                assert score in body and f"feedback for {student}" in body, body[:500]
-                shot(page, f"12-{student}-feedback")
-            response = ben.goto(f"{hub.url}/user/{PREFIX}ada/lab/tree/feedback/tf_basics.html")
-            assert response.status == 403, response.status
-            shot(ben, "13-ben-denied-ada-server")
-            ben.goto(f"{hub.url}/user/{PREFIX}ben/lab?reset")
-            ben.locator(".jp-LauncherCard[data-category='Notebook']").first.click()
-            ben.wait_for_function("""() => {
-                const ind = document.querySelector('.jp-NotebookPanel:not(.lm-mod-hidden) .jp-Notebook-ExecutionIndicator');
-                return ind && ind.getAttribute('data-status') === 'idle'; }""", timeout=120_000)
-            probe = ("import os\n"
-                     "for path in ['/home/lkstu-ada/feedback/tf_basics.html', '/home/lkstu-ada/assignments',\n"
-                     f"             '{course}/exchange/inbox/lkstu-ada']:\n"
-                     "    try:\n"
-                     "        os.listdir(path) if not path.endswith('.html') else open(path).read()\n"
-                     "        print('READ', path)\n"
-                     "    except PermissionError as e:\n"
-                     "        print('denied:', path, '-', e.strerror)")
-            ben.locator(".jp-NotebookPanel:not(.lm-mod-hidden) .jp-Cell .cm-content").first.click()
-            ben.keyboard.insert_text(probe)
-            ben.keyboard.press("Shift+Enter")
-            expect(ben.locator(".jp-NotebookPanel:not(.lm-mod-hidden) .jp-OutputArea").first).to_contain_text(
-                "exchange/inbox/lkstu-ada", timeout=60_000)
-            output = ben.locator(".jp-NotebookPanel:not(.lm-mod-hidden) .jp-OutputArea").first.inner_text()
-            assert output.count("denied:") == 3 and "READ" not in output, output
-            shot(ben, "14-ben-denied-ada-files")
+                # --- 6. each student reads their own feedback; ben cannot reach ada's files
+                for student, page, score in (("ada", ada, "Score: 9 / 9"), ("ben", ben, "Score: 0 / 9")):
+                    page.goto(f"{hub.url}/user/{PREFIX}{student}/lab/tree/feedback/tf_basics.html")
+                    frame = page.frame_locator(".jp-HTMLViewer iframe, .jp-RenderedHTML iframe, iframe").first
+                    frame.locator("body").wait_for(timeout=60_000)
+                    body = frame.locator("body").inner_text()
+                    assert score in body and f"feedback for {student}" in body, body[:500]
+                    shot(page, f"11-{student}-feedback")
+                response = ben.goto(f"{hub.url}/user/{PREFIX}ada/lab/tree/feedback/tf_basics.html")
+                assert response.status == 403, response.status
+                shot(ben, "12-ben-denied-ada-server")
+                ben.goto(f"{hub.url}/user/{PREFIX}ben/lab?reset")
+                ben.locator(".jp-LauncherCard[data-category='Notebook']").first.click()
+                notebook_ready(ben)
+                probe = ("import os\n"
+                         "for path in ['/home/lkstu-ada/feedback/tf_basics.html', '/home/lkstu-ada/assignments',\n"
+                         f"             '{course}/exchange/inbox/lkstu-ada']:\n"
+                         "    try:\n"
+                         "        os.listdir(path) if not path.endswith('.html') else open(path).read()\n"
+                         "        print('READ', path)\n"
+                         "    except PermissionError as e:\n"
+                         "        print('denied:', path, '-', e.strerror)")
+                ben.locator(".jp-NotebookPanel .jp-Cell .cm-content").last.click()
+                ben.keyboard.insert_text(probe)
+                expect(ben.locator(".jp-NotebookPanel .jp-Cell .cm-content").last).to_contain_text("denied:")
+                probe_cell = ben.locator(".jp-NotebookPanel .jp-CodeCell").first
+                ben.keyboard.press("Escape")  # command mode: no completer popup can take the key
+                for attempt in range(4):  # a run pressed while a brand-new kernel still connects can be lost
+                    ben.keyboard.press("Control+Enter")
+                    try:
+                        expect(probe_cell.locator(".jp-OutputArea")).to_contain_text("exchange/inbox/lkstu-ada",
+                                                                                     timeout=20_000)
+                        break
+                    except AssertionError:
+                        if attempt == 3:
+                            raise
+                        probe_cell.locator(".jp-InputPrompt").click()
+                output = probe_cell.locator(".jp-OutputArea").inner_text()
+                assert output.count("denied:") == 3 and "READ" not in output, output
+                shot(ben, "13-ben-denied-ada-files")
+            except Exception:
+                for name, page in pages.items():
+                    if not page.is_closed():
+                        shot(page, f"failed-{name}")
+                raise
             browser.close()
         timings["browser done"] = time.monotonic() - started
     finally:
@@ -286,3 +309,53 @@ def test_course_hub_end_to_end_in_a_real_browser(tmp_path):
     assert not course.exists()
     total = time.monotonic() - started
     assert total < 300, f"the end-to-end test took {total:.0f} s (budget: 5 minutes)"
+
+
+def test_make_lab_shows_no_news_prompt(tmp_path):
+    """`make lab` (one person, no hub): JupyterLab opens without the "get notified about official
+    Jupyter news?" prompt (tools/jupyterlab-overrides.json, installed by setup)."""
+    import signal
+    import socket
+    import urllib.request
+
+    from playwright.sync_api import sync_playwright
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    token = "labkit-news-test"
+    proc = subprocess.Popen(["make", "-s", "lab", f"LAB_ARGS=--no-browser --port={port} --IdentityProvider.token={token}"],
+                            cwd=ROOT, env={**os.environ, "JUPYTER_RUNTIME_DIR": str(tmp_path / "runtime"),
+                                           "JUPYTERLAB_SETTINGS_DIR": str(tmp_path / "settings"),
+                                           "JUPYTERLAB_WORKSPACES_DIR": str(tmp_path / "workspaces")},
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/api/status?token={token}", timeout=2)
+                break
+            except OSError:
+                assert proc.poll() is None
+                time.sleep(0.5)
+        with sync_playwright() as p:
+            browser = launch_chromium(p)
+            page = browser.new_page(viewport={"width": 1400, "height": 900})
+            page.goto(f"http://127.0.0.1:{port}/lab?token={token}")
+            page.wait_for_selector("#jp-main-dock-panel", timeout=120_000)
+            page.wait_for_timeout(4000)  # the prompt, when configured to ask, shows within a second or two
+            assert "official Jupyter news" not in page.inner_text("body")
+            shot(page, "00-make-lab-no-news-prompt")
+            # the control: a user who sets "ask" gets the prompt, so the check above can see it
+            url = f"http://127.0.0.1:{port}/lab/api/settings/@jupyterlab/apputils-extension:notification?token={token}"
+            req = urllib.request.Request(url, method="PUT", data=json.dumps({"raw": '{"fetchNews": "none"}'}).encode(),
+                                         headers={"Content-Type": "application/json"})
+            assert urllib.request.urlopen(req, timeout=30).status == 204
+            page.reload()
+            page.wait_for_selector("#jp-main-dock-panel", timeout=120_000)
+            page.get_by_text("official Jupyter news").first.wait_for(timeout=30_000)
+            shot(page, "00-control-news-prompt-when-asked")
+            browser.close()
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=30)

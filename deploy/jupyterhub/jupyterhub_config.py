@@ -64,7 +64,7 @@ c.Spawner.environment = {
     "PATH": f"{VENV / 'bin'}:/usr/local/bin:/usr/bin:/bin",
     "LABKIT_LAB": str(LAB),
     "LABKIT_EXCHANGE": str(COURSE / "exchange"),
-    "JUPYTERHUB_SINGLEUSER_APP": "jupyter_server.serverapp.ServerApp",
+    "JUPYTER_CONFIG_PATH": str(LAB / "deploy" / "jupyterhub" / "singleuser"),
 }
 c.Spawner.mem_limit = os.environ.get("LABKIT_MEM_LIMIT", "4G")
 c.Spawner.cpu_limit = float(os.environ.get("LABKIT_CPU_LIMIT", "2"))  # shares split the cores evenly under contention
@@ -74,16 +74,8 @@ c.Spawner.http_timeout = 90
 c.LocalProcessSpawner.interrupt_timeout = 10
 c.LocalProcessSpawner.term_timeout = 10
 
-# Idle kernels are culled inside each server: a closed tab no longer keeps ~800 MB alive.
-KERNEL_IDLE = int(os.environ.get("LABKIT_KERNEL_IDLE_TIMEOUT", "1200"))
-c.Spawner.args = [
-    f"--MappingKernelManager.cull_idle_timeout={KERNEL_IDLE}",
-    f"--MappingKernelManager.cull_interval={max(1, min(60, KERNEL_IDLE // 2))}",
-    "--MappingKernelManager.cull_connected=True",   # an open but forgotten tab doesn't pin a kernel
-    "--MappingKernelManager.cull_busy=False",       # a kernel still computing is never culled
-    f"--TerminalManager.cull_inactive_timeout={KERNEL_IDLE}",
-    f"--TerminalManager.cull_interval={max(1, min(60, KERNEL_IDLE // 2))}",
-]
+# Idle kernels (and terminals) are culled inside each server; see singleuser/jupyter_server_config.py.
+c.Spawner.environment["LABKIT_KERNEL_IDLE_TIMEOUT"] = os.environ.get("LABKIT_KERNEL_IDLE_TIMEOUT", "1200")
 
 # --- idle servers are stopped by the hub's culler service ------------------------------------
 SERVER_IDLE = int(os.environ.get("LABKIT_SERVER_IDLE_TIMEOUT", "3600"))
