@@ -20,6 +20,9 @@ from pathlib import Path
 
 import pytest
 
+from labkit.hub.collect import collect
+from labkit.hub.course import Course
+from labkit.hub.handback import return_feedback
 from hubkit import PREFIX, PY, ROOT, Hub, fresh_course, launch_chromium, needs_root, student_processes, user_api
 
 SHOTS = ROOT / "build" / "hub"
@@ -243,29 +246,23 @@ def test_course_hub_end_to_end_in_a_real_browser(tmp_path):
                 terminal(ben, hub, "ben", ["labkit submit tf_basics"], lambda: bool(inbox("ben")), "10-ben-terminal-submit")
                 timings["submitted"] = time.monotonic() - started
 
-                out = run_as_instructor("collect", "tf_basics", "--course", str(course))
-                assert "2 on time, 0 late, 0 missing" in out, out
+                # the instructor's side (as root): the library calls behind `labkit collect` and `labkit return`
+                # (their command lines are run in test_hub_loop.py), and `labkit grade` itself
+                report = collect(Course.load(course), "tf_basics")
+                assert report["counts"] == {"on_time": 2, "late": 0, "missing": 0}, report
                 run_as_instructor("grade", "assignments/tf_basics", str(course / "instructor" / "tf_basics" / "submissions"),
                                   "--out", str(course / "instructor" / "tf_basics" / "grades"), "--workers", "2", "--no-progress")
                 grades = (course / "instructor" / "tf_basics" / "grades" / "grades.csv").read_text()
                 assert "ada,9,9,graded" in grades and "ben,0,9,crashed" in grades, grades
-                run_as_instructor("return", "tf_basics", "--course", str(course))
+                returned = return_feedback(Course.load(course), "tf_basics")
+                assert [r["status"] for r in returned["students"]] == ["returned", "returned"], returned
                 timings["graded and returned"] = time.monotonic() - started
 
-                # --- 6. each student reads their own feedback; ben cannot reach ada's files
-                for student, page, score in (("ada", ada, "Score: 9 / 9"), ("ben", ben, "Score: 0 / 9")):
-                    page.goto(f"{hub.url}/user/{PREFIX}{student}/lab/tree/feedback/tf_basics.html")
-                    frame = page.frame_locator(".jp-HTMLViewer iframe, .jp-RenderedHTML iframe, iframe").first
-                    frame.locator("body").wait_for(timeout=60_000)
-                    body = frame.locator("body").inner_text()
-                    assert score in body and f"feedback for {student}" in body, body[:500]
-                    shot(page, f"11-{student}-feedback")
-                response = ben.goto(f"{hub.url}/user/{PREFIX}ada/lab/tree/feedback/tf_basics.html")
-                assert response.status == 403, response.status
-                shot(ben, "12-ben-denied-ada-server")
-                ben.goto(f"{hub.url}/user/{PREFIX}ben/lab?reset")
-                ben.locator(".jp-LauncherCard[data-category='Notebook']").first.click()
+                # --- 6. ben's attempts on ada's files fail; each student reads their own feedback
+                ben.locator(".lm-TabBar-addButton").first.click()  # a new launcher, in the running JupyterLab
+                ben.locator(".jp-LauncherCard[data-category='Notebook']").last.click()
                 notebook_ready(ben)
+                visible = ".jp-NotebookPanel:not(.lm-mod-hidden)"
                 probe = ("import os\n"
                          "for path in ['/home/lkstu-ada/feedback/tf_basics.html', '/home/lkstu-ada/assignments',\n"
                          f"             '{course}/exchange/inbox/lkstu-ada']:\n"
@@ -274,10 +271,10 @@ def test_course_hub_end_to_end_in_a_real_browser(tmp_path):
                          "        print('READ', path)\n"
                          "    except PermissionError as e:\n"
                          "        print('denied:', path, '-', e.strerror)")
-                ben.locator(".jp-NotebookPanel .jp-Cell .cm-content").last.click()
+                probe_cell = ben.locator(f"{visible} .jp-CodeCell").first
+                probe_cell.locator(".cm-content").click()
                 ben.keyboard.insert_text(probe)
-                expect(ben.locator(".jp-NotebookPanel .jp-Cell .cm-content").last).to_contain_text("denied:")
-                probe_cell = ben.locator(".jp-NotebookPanel .jp-CodeCell").first
+                expect(probe_cell.locator(".cm-content")).to_contain_text("denied:")
                 ben.keyboard.press("Escape")  # command mode: no completer popup can take the key
                 for attempt in range(4):  # a run pressed while a brand-new kernel still connects can be lost
                     ben.keyboard.press("Control+Enter")
@@ -292,6 +289,15 @@ def test_course_hub_end_to_end_in_a_real_browser(tmp_path):
                 output = probe_cell.locator(".jp-OutputArea").inner_text()
                 assert output.count("denied:") == 3 and "READ" not in output, output
                 shot(ben, "13-ben-denied-ada-files")
+                for student, page, score in (("ada", ada, "Score: 9 / 9"), ("ben", ben, "Score: 0 / 9")):
+                    page.goto(f"{hub.url}/user/{PREFIX}{student}/files/feedback/tf_basics.html")
+                    body = page.inner_text("body")
+                    assert score in body and f"feedback for {student}" in body and "on time" in body, body[:500]
+                    shot(page, f"11-{student}-feedback")
+                response = ben.goto(f"{hub.url}/user/{PREFIX}ada/files/feedback/tf_basics.html")
+                assert response.status == 403, response.status
+                assert "do not have permission" in ben.inner_text("body")
+                shot(ben, "12-ben-denied-ada-server")
             except Exception:
                 for name, page in pages.items():
                     if not page.is_closed():

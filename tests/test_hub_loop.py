@@ -113,15 +113,21 @@ def test_the_whole_loop_with_two_submissions_and_a_missing_student(course, tmp_p
     assert report["counts"] == {"on_time": 1, "late": 0, "missing": 2}
     csv_text = (course.work("tf_basics") / "collect.csv").read_text()
     assert csv_text.splitlines()[0].startswith("student_id,status,submitted_at,sha256")
-    # collecting again adds nothing twice
-    assert collect(course, "tf_basics")["students"][0]["submissions"] == 2
+    # collecting again (from the command line, as an instructor does) adds nothing twice
+    again = subprocess.run([PY, "-m", "labkit", "collect", "tf_basics", "--course", str(course.root), "--json"],
+                           capture_output=True, text=True, cwd=ROOT)
+    assert again.returncode == 0, again.stderr
+    assert json.loads(again.stdout)["students"][0]["submissions"] == 2
     assert len(list((course.work("tf_basics") / "archive" / "ada").glob("*.ipynb"))) == 2
 
     # the instructor returns feedback pages (here written by hand; the browser test grades for real)
     feedback = tmp_path / "feedback"
     feedback.mkdir()
     (feedback / "ada.html").write_text("<html><body><h1>tf_basics: feedback for ada</h1></body></html>")
-    returned = {r["student_id"]: r for r in return_feedback(course, "tf_basics", feedback)["students"]}
+    proc = subprocess.run([PY, "-m", "labkit", "return", "tf_basics", "--course", str(course.root), "--feedback",
+                           str(feedback), "--json"], capture_output=True, text=True, cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr
+    returned = {r["student_id"]: r for r in json.loads(proc.stdout)["students"]}
     assert returned["ada"]["status"] == "returned" and returned["ben"]["status"].startswith("no feedback")
     page = home(course, "ada") / "feedback" / "tf_basics.html"
     st = page.stat()

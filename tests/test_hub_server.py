@@ -100,3 +100,44 @@ def test_memory_limit_ends_the_greedy_kernel_not_the_server(hub_factory):
     assert limits.usage(student_processes([unix])[0].pid).get("oom_kills", 0) >= 1
     assert hub.server_running(unix), "the server survives; only the kernel was killed"
     assert user_api(hub, unix, "GET", "/status").status_code == 200
+
+
+def test_make_hub_starts_a_demo_hub(tmp_path):
+    """`make hub` as the README says: a demo hub on loopback, labelled demo-only, passwords printed."""
+    import os
+    import signal
+    import subprocess
+
+    from hubkit import ROOT, hub_port, remove_students
+
+    course, port = fresh_course(tmp_path, ["gus"]), hub_port()
+    log = tmp_path / "make-hub.log"
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(["make", "-s", "hub", "HUB_STUDENTS=gus", f"HUB_ARGS=--course {course} --port {port}"],
+                                cwd=ROOT, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        wait_for(lambda: _up(port, proc, log), 120, "the hub answering")
+        page = requests.get(f"http://127.0.0.1:{port}/hub/login", timeout=10).text
+        assert "DEMO ONLY" in page
+        text = log.read_text()
+        password = json.loads((course / "hub" / "demo-passwords.json").read_text())["gus"]
+        assert "student gus" in text and password in text and f"http://127.0.0.1:{port}/" in text
+        assert oct((course / "hub" / "demo-passwords.json").stat().st_mode & 0o777) == "0o600"
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=60)
+        remove_students(course, ["gus"])
+        import shutil
+        shutil.rmtree(course, ignore_errors=True)
+    assert not student_processes([PREFIX + "gus"])
+
+
+def _up(port, proc, log) -> bool:
+    import requests
+
+    if proc.poll() is not None:
+        raise AssertionError(f"make hub exited:\n{log.read_text()[-3000:]}")
+    try:
+        return requests.get(f"http://127.0.0.1:{port}/hub/api/", timeout=2).ok
+    except requests.RequestException:
+        return False

@@ -98,9 +98,13 @@ if "$vpy" -c 'import ipykernel' 2>/dev/null; then
   "$vpy" -m ipykernel install --sys-prefix --name python3 --display-name "Python 3 (labkit)" >/dev/null
 fi
 # --- 6. the course hub's proxy: configurable-http-proxy from npm, locked, in .venv/hub-node ------
+# (only with a jupyterhub pin, as Horovod only with its pin)
 hub_node=$venv/hub-node
-hub_hash=$(digest deploy/jupyterhub/package-lock.json)
-if [ "$(cat "$hub_node/.labkit-lock" 2>/dev/null)" != "$hub_hash" ]; then
+hub_lock=deploy/jupyterhub/package-lock.json
+hub_hash=$( [ -f "$hub_lock" ] && digest "$hub_lock" || echo none)
+if ! grep -q '^jupyterhub==' "$reqs" || [ ! -f "$hub_lock" ]; then
+  say "no jupyterhub pin in $(basename "$reqs"): skipping the course hub's proxy."
+elif [ "$(cat "$hub_node/.labkit-lock" 2>/dev/null)" != "$hub_hash" ]; then
   if command -v npm >/dev/null 2>&1; then
     say "installing configurable-http-proxy for the course hub (npm ci into .venv/hub-node)..."
     rm -rf "$hub_node" && mkdir -p "$hub_node"
