@@ -147,6 +147,7 @@ class Hub:
                 raise RuntimeError(f"stopping {u}'s server: {r.status_code} {r.text}")
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline and any(self.api("GET", f"/users/{u}").json().get("servers") for u in self.unix):
+            reap_zombies(0)  # a server from before a hub restart is our child now: reap it so the hub sees it end
             time.sleep(0.5)
 
     def teardown(self) -> dict:
@@ -159,11 +160,35 @@ class Hub:
             except (requests.RequestException, RuntimeError, ValueError):
                 pass
             self.stop()
+        reap_zombies()
         left["processes"] = [f"{p.pid} {p.username()} {' '.join(p.cmdline()[:3])}" for p in student_processes(self.unix)]
         remove_students(self.course, self.students)
         left["accounts"] = [u for u in self.unix if _pw(u)]
         shutil.rmtree(self.course, ignore_errors=True)
         return left
+
+
+def reap_zombies(grace: float = 5.0) -> None:
+    """Wait for our children that have exited. A student's server that outlived a hub restart is
+    re-parented to pytest (the suite makes it a child subreaper): when it ends, we reap it."""
+    deadline = time.monotonic() + grace
+    while True:
+        zombies = [p for p in psutil.Process().children() if _status(p) == psutil.STATUS_ZOMBIE]
+        for p in zombies:
+            try:
+                os.waitpid(p.pid, os.WNOHANG)
+            except ChildProcessError:
+                pass
+        if not zombies or time.monotonic() > deadline:
+            return
+        time.sleep(0.2)
+
+
+def _status(p):
+    try:
+        return p.status()
+    except psutil.Error:
+        return None
 
 
 def remove_students(course: Path, students) -> None:

@@ -259,7 +259,7 @@ def test_course_hub_end_to_end_in_a_real_browser(tmp_path):
                 timings["graded and returned"] = time.monotonic() - started
 
                 # --- 6. ben's attempts on ada's files fail; each student reads their own feedback
-                ben.locator(".lm-TabBar-addButton").first.click()  # a new launcher, in the running JupyterLab
+                ben.locator(".lm-TabBar-addButton:not(.lm-mod-hidden)").first.click()  # a new launcher tab (no reload)
                 ben.locator(".jp-LauncherCard[data-category='Notebook']").last.click()
                 notebook_ready(ben)
                 visible = ".jp-NotebookPanel:not(.lm-mod-hidden)"

@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 
 import pytest
+import requests
 
 from hubkit import PREFIX, Hub, execute, fresh_course, login, needs_root, student_processes, user_api
 from labkit.hub import limits
