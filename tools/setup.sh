@@ -94,8 +94,9 @@ fi
 mkdir -p "$venv/share/jupyter/lab/settings"
 cp tools/jupyterlab-overrides.json "$venv/share/jupyter/lab/settings/overrides.json"
 # The notebooks' "python3" kernel is this venv's Python.
+# It starts labkit.kernel: ipykernel without TensorFlow's start-up lines (labkit/kernel.py).
 if "$vpy" -c 'import ipykernel' 2>/dev/null; then
-  "$vpy" -m ipykernel install --sys-prefix --name python3 --display-name "Python 3 (labkit)" >/dev/null
+  "$vpy" -m labkit.kernel --install >/dev/null
 fi
 # --- 6. the course hub's proxy: configurable-http-proxy from npm, locked, in .venv/hub-node ------
 # (only with a jupyterhub pin, as Horovod only with its pin)
