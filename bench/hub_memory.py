@@ -34,11 +34,13 @@ m.compile("adam", "sparse_categorical_crossentropy"); m.fit(x, y, epochs=2, verb
 """
 
 
-def pss_mb(procs) -> float:
+def pss_mb(procs, field: str = "pss") -> float:
+    """Sum of ``field`` (pss: shared pages split among their users; uss: pages only these
+    processes hold; rss: everything they map) over ``procs``, in MB."""
     total = 0
     for p in procs:
         try:
-            total += p.memory_full_info().pss
+            total += getattr(p.memory_full_info(), field)
         except (psutil.NoSuchProcess, psutil.AccessDenied):
             pass
     return total / 2**20
@@ -59,7 +61,7 @@ def main() -> int:
     students = [f"mem{i}" for i in range(args.students)]
     course = fresh_course(Path("/tmp"), students)
     hub = Hub(course, students, log=Path("/tmp") / f"labkit-hub-memory-{os.getpid()}.log",
-              env={"LABKIT_KERNEL_IDLE_TIMEOUT": "20"})
+              env={"LABKIT_KERNEL_IDLE_TIMEOUT": "60"})
     out = {"students": args.students, "load_average_1min_at_start": os.getloadavg()[0]}
     try:
         hub.start()
@@ -72,15 +74,18 @@ def main() -> int:
         time.sleep(3)
         for s in students:
             server.append(pss_mb(student_processes([PREFIX + s])))
-        for s in students:
+        uss, rss = [], []
+        for s in students:  # measured right after each fit, before the idle kernel can be culled
             unix = PREFIX + s
             kid = user_api(hub, unix, "POST", "/kernels", json={"name": "python3"}).json()["id"]
             kernels[s] = kid
             result = execute(hub, unix, kid, FIT, timeout=300)
             assert "fitted" in result["stdout"], result
-        for s in students:
-            active.append(pss_mb(student_processes([PREFIX + s])))
-        deadline = time.monotonic() + 120
+            procs = student_processes([unix])
+            active.append(pss_mb(procs))
+            uss.append(pss_mb(procs, "uss"))
+            rss.append(pss_mb(procs, "rss"))
+        deadline = time.monotonic() + 240
         while time.monotonic() < deadline and any(
                 user_api(hub, PREFIX + s, "GET", "/kernels").json() for s in students):
             time.sleep(2)
@@ -88,13 +93,16 @@ def main() -> int:
             culled.append(pss_mb(student_processes([PREFIX + s])))
         mean = lambda xs: round(sum(xs) / len(xs), 1)  # noqa: E731
         out.update(server_only_mb=mean(server), active_student_mb=mean(active), after_kernel_culled_mb=mean(culled),
-                   per_student_active_mb=[round(x, 1) for x in active])
+                   per_student_active_mb=[round(x, 1) for x in active], active_student_uss_mb=mean(uss),
+                   active_student_rss_mb=mean(rss))
         total_mb = psutil.virtual_memory().total / 2**20
         out["machine_mb"] = round(total_mb)
         out["students_by_memory"] = int((total_mb - out["hub_mb"] - 2048) // out["active_student_mb"])
         out["students_by_memory_idle"] = int((total_mb - out["hub_mb"] - 2048) // out["server_only_mb"])
         print(f"student's server, no kernel: {out['server_only_mb']:.0f} MB")
         print(f"active student (server + one TensorFlow kernel after a small fit): {out['active_student_mb']:.0f} MB")
+        print(f"  (unique to the student, USS: {out['active_student_uss_mb']:.0f} MB; everything mapped, RSS: "
+              f"{out['active_student_rss_mb']:.0f} MB)")
         print(f"after the idle kernel was culled: {out['after_kernel_culled_mb']:.0f} MB")
         print(f"memory allows about {out['students_by_memory']} active students on this {total_mb / 1024:.0f} GB machine "
               f"({out['students_by_memory_idle']} with no kernel running)")
