@@ -5,9 +5,9 @@ SHELL := /bin/bash
 VENV  := .venv
 PY    := $(VENV)/bin/python
 STAMP := $(VENV)/.labkit-ready
-SETUP_INPUTS := requirements.txt pyproject.toml tools/setup.sh tools/build_horovod.sh tools/install_nodeps.sh tools/apt-packages.txt tools/jupyterlab-overrides.json
+SETUP_INPUTS := requirements.txt pyproject.toml tools/setup.sh tools/build_horovod.sh tools/install_nodeps.sh tools/apt-packages.txt tools/jupyterlab-overrides.json deploy/jupyterhub/package-lock.json
 
-.PHONY: setup run test lab bench doctor clean distclean
+.PHONY: setup run test lab hub bench doctor clean distclean
 
 setup: $(STAMP)
 
@@ -27,6 +27,12 @@ test: setup
 ## lab: JupyterLab on the lab (http://localhost:8888); as root (containers, CI) it needs --allow-root
 lab: setup
 	$(VENV)/bin/jupyter lab --ServerApp.root_dir=. $(if $(filter 0,$(shell id -u)),--allow-root) $(LAB_ARGS)
+
+## hub: the course hub on http://127.0.0.1:8600 (as root), DEMO-ONLY logins for the students in HUB_STUDENTS.
+## HUB_ARGS passes more options to 'labkit hub serve' (--course DIR, --port N, --keep-servers).
+HUB_STUDENTS ?= alice bob
+hub: setup
+	$(PY) -m labkit hub serve --demo --students $(HUB_STUDENTS) $(HUB_ARGS)
 
 ## bench: every benchmark in bench/ (each prints a JSON line last)
 bench: setup

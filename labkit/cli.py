@@ -78,11 +78,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     from labkit.cluster.cli import register as register_cluster
     from labkit.grading.cli import register as register_grading
+    from labkit.hub.cli import register as register_hub
     from labkit.scaling.cli import register as register_scaling
 
     register_grading(sub)   # release, grade
     register_scaling(sub)   # scale
     register_cluster(sub)   # cluster up|down|shape|status|spark
+    register_hub(sub)       # hub, assign, fetch, submit, collect, return
     return parser
 
 

@@ -98,4 +98,23 @@ cp tools/jupyterlab-overrides.json "$venv/share/jupyter/lab/settings/overrides.j
 if "$vpy" -c 'import ipykernel' 2>/dev/null; then
   "$vpy" -m labkit.kernel --install >/dev/null
 fi
+# --- 6. the course hub's proxy: configurable-http-proxy from npm, locked, in .venv/hub-node ------
+# (only with a jupyterhub pin, as Horovod only with its pin)
+hub_node=$venv/hub-node
+hub_lock=deploy/jupyterhub/package-lock.json
+hub_hash=$( [ -f "$hub_lock" ] && digest "$hub_lock" || echo none)
+if ! grep -q '^jupyterhub==' "$reqs" || [ ! -f "$hub_lock" ]; then
+  say "no jupyterhub pin in $(basename "$reqs"): skipping the course hub's proxy."
+elif [ "$(cat "$hub_node/.labkit-lock" 2>/dev/null)" != "$hub_hash" ]; then
+  if command -v npm >/dev/null 2>&1; then
+    say "installing configurable-http-proxy for the course hub (npm ci into .venv/hub-node)..."
+    rm -rf "$hub_node" && mkdir -p "$hub_node"
+    cp deploy/jupyterhub/package.json deploy/jupyterhub/package-lock.json "$hub_node/"
+    (cd "$hub_node" && npm ci --no-audit --no-fund --loglevel=error >/dev/null) \
+      || die "npm could not install configurable-http-proxy (see above); re-run 'make setup'."
+    echo "$hub_hash" > "$hub_node/.labkit-lock"
+  else
+    say "warning: npm is missing, so the course hub (make hub) cannot run: install Node.js >= 20 and npm."
+  fi
+fi
 say "ready: $("$vpy" -m labkit doctor --brief 2>/dev/null || echo 'labkit installed')"
