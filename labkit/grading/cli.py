@@ -41,7 +41,7 @@ def cmd_grade(args) -> int:
         summary = batch.grade(args.assignment, args.submissions, args.out, workers=args.workers,
                               force=args.force, sandbox=not args.unsafe_no_sandbox, progress=not args.no_progress,
                               gradebook=args.gradebook)
-    except (authoring.AuthoringError, SandboxUnavailable, FileNotFoundError) as exc:
+    except (authoring.AuthoringError, SandboxUnavailable, OSError) as exc:
         print(f"labkit grade: {exc}", file=sys.stderr)
         return 2
     if args.json:
