@@ -124,6 +124,9 @@ try:
     open("/proc/1/fd/1", "w").write(fake + "\\n")
 except OSError as exc:
     print("proc fd", type(exc).__name__)
+import sys, time
+sys.stdout.flush()
+time.sleep(1)
 os.kill(os.getpid(), signal.SIGKILL)
 """
 KILL_INIT = """
@@ -562,6 +565,16 @@ def test_hidden_test_text_never_reaches_the_feedback_page(hostile):
             continue
         for line in HIDDEN_LINES:  # ... and even encoded, what the kernel saw never held a hidden test
             assert line not in decoded, line
+
+
+@pytest.mark.slow
+def test_links_in_submissions_are_never_followed(hostile):
+    grades = hostile["grades"]
+    for student in ("link_to_assignment", "link_to_student", "dangling_link", "linked_notebook", "linked_renamed"):
+        assert grades[student]["status"] == "invalid" and grades[student]["score"] == "0", grades[student]
+    # the link to the instructor's folder would have shown every hidden test: nothing of it was read
+    for line in HIDDEN_LINES:
+        assert line not in page(hostile, "link_to_assignment")
 
 
 @pytest.mark.slow

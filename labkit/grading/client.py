@@ -419,7 +419,7 @@ class Run:
 
     # -- requests ---------------------------------------------------------------------------------
     def request(self, step: int | None, code: str, *, record: bool, user_expressions: dict | None = None,
-                cell_timeout: float) -> dict | None:
+                cell_timeout: float, label: str = "a grader request") -> dict | None:
         """Run ``code`` in the kernel; returns the execute_reply's content (None when recovered without).
 
         Raises Stop (kernel died, wall time, an unstoppable cell), or Machinery (a lost reply).
@@ -458,8 +458,8 @@ class Run:
                     if idle_at is not None and record:
                         self.report["recovered"] += 1  # the cell finished (IOPub said so); only its reply was lost
                         break
-                    raise Machinery(f"the kernel finished {'cell ' + str(step) if record else 'an export'} but its "
-                                    "reply never reached the grader (a lost message)")
+                    raise Machinery(f"the kernel finished {label} but its reply never reached the grader "
+                                    "(a lost message)")
                 if interrupted_at is None and now - start > cell_timeout:
                     if probe_id is None or now - probe_at > PROBE_EVERY:  # is it really busy? ask first
                         probe_id, probe_at = conn.send("probe", "kernel_info_request", {}), now
@@ -524,21 +524,22 @@ class Run:
             self.start()
             cell_timeout = float(job["cell_timeout"])
             mod = "__import__('labkit.grading.export', fromlist=['export'])"
-            reply = self.request(None, f"{mod}.guard_start()", record=False, cell_timeout=cell_timeout)
+            reply = self.request(None, f"{mod}.guard_start()", record=False, cell_timeout=cell_timeout,
+                                 label="the tripwire's start")
             report["guard"] = bool(reply and reply.get("status") == "ok")
             cells_time, export_time, slowest = 0.0, 0.0, (None, 0.0)
             for i, step in enumerate(job["steps"]):
                 current = i
                 s0 = time.monotonic()
                 if "cell" in step:
-                    self.request(i, step["source"], record=True, cell_timeout=cell_timeout)
+                    self.request(i, step["source"], record=True, cell_timeout=cell_timeout, label=f"cell {step['cell']}")
                     took = time.monotonic() - s0
                     cells_time += took
                     slowest = max(slowest, (i, took), key=lambda x: x[1])
                 else:
                     expr = f"{mod}.export({step['plan']!r}, globals())"
                     reply = self.request(i, "", record=False, user_expressions={"labkit": expr},
-                                         cell_timeout=cell_timeout)
+                                         cell_timeout=cell_timeout, label=f"the export of {step['export']}")
                     payload = _payload(reply)
                     if payload is not None:
                         report["exports"].setdefault(step["export"], []).append(payload)
@@ -546,7 +547,8 @@ class Run:
             current = "final"
             s0 = time.monotonic()
             expr = f"{mod}.finish({job['final']!r}, globals())"
-            reply = self.request(None, "", record=False, user_expressions={"labkit": expr}, cell_timeout=cell_timeout)
+            reply = self.request(None, "", record=False, user_expressions={"labkit": expr}, cell_timeout=cell_timeout,
+                                 label="the final export")
             payload = _payload(reply)
             if isinstance(payload, dict):
                 report["final"] = payload.get("questions") if type(payload.get("questions")) is dict else None

@@ -1,12 +1,12 @@
 """Export plans: what the student's kernel is asked to compute, without the test's text.
 
-A test's ``# uses: z2 = normalize(np.array([[2.0, 4.0], [6.0, 8.0]]))`` must run in the student's
-namespace (it calls their function), but the expression itself is part of a hidden test and must
-never reach the kernel, where student code could read it (input history, frames, execution hooks)
-and print it. So the grader splits it:
+A test's ``# uses: y = clip(np.linspace(-3, 3, 7), lo=0)`` must run in the student's namespace
+(it calls their function), but the expression itself is part of a hidden test and must never
+reach the kernel, where student code could read it (input history, frames, execution hooks) and
+print it. So the grader splits it:
 
-- every part that does not touch the student's names (``np.array([[2.0, ...]])``) is evaluated
-  here, in the grader, into a plain value (numbers, strings, lists, dicts, numeric arrays);
+- every part that does not touch the student's names (``np.linspace(-3, 3, 7)``, ``0``) is
+  evaluated here, in the grader, into a plain value (numbers, strings, lists, dicts, numeric arrays);
 - what is left is a small tree of operations on the student's names: call, attribute, index,
   operators, tuples/lists/dicts. :func:`labkit.grading.export.evaluate` runs that tree in the kernel.
 

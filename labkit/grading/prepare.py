@@ -138,7 +138,7 @@ def read_submission(folder: Path, assignment: au.Assignment) -> tuple[Prepared, 
         return prep, None
     if type(doc) is not dict or doc.get("nbformat") != 4:
         got = doc.get("nbformat") if type(doc) is dict else type(doc).__name__
-        prep.invalid = f"the notebook has nbformat {str(got)[:20]!r}; expected 4 (save it from JupyterLab)"
+        prep.invalid = f"the notebook has nbformat {repr(got)[:20]}; expected 4 (save it from JupyterLab)"
         return prep, None
     try:
         cells = _cells(doc)
