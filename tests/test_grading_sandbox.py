@@ -133,8 +133,8 @@ def test_nothing_the_sandbox_can_read_holds_a_hidden_test(tmp_path):
                     except OSError:
                         continue
                     fh.write(os.fsencode(path) + b"\0")
-    found = subprocess.run(f"xargs -0 -r grep -lF -f {patterns} -- < {files}", shell=True, capture_output=True,
-                           text=True)
+    found = subprocess.run(f"xargs -0 -r -P 2 -n 2000 grep -lF -f {patterns} -- < {files}", shell=True,
+                           capture_output=True, text=True)
     assert found.returncode in (0, 1, 123), found.stderr[-500:]
     leaks = [line for line in found.stdout.splitlines() if line]
     assert leaks == [], f"hidden-test text is readable inside the sandbox: {leaks[:10]}"
@@ -218,8 +218,8 @@ def test_two_graders_at_once_share_no_slot_user_or_cgroup(tmp_path):
     procs, outs = [], []
     for g in range(2):
         subs = tmp_path / f"subs{g}"
-        for i in range(3):
-            submit(subs, f"s{i}", student_nb(folder, {"answer-6": "import time\ntime.sleep(2)\nsquares = data ** 2"}))
+        for i in range(2):
+            submit(subs, f"s{i}", student_nb(folder, {"answer-6": "import time\ntime.sleep(1)\nsquares = data ** 2"}))
         out = tmp_path / f"out{g}"
         outs.append(out)
         procs.append(subprocess.Popen([sys.executable, "-I", "-m", "labkit", "grade", str(folder), str(subs), "--out",
@@ -231,7 +231,7 @@ def test_two_graders_at_once_share_no_slot_user_or_cgroup(tmp_path):
     summaries = [json.loads(stdout.strip().splitlines()[-1]) for stdout, _ in results]
     slots = [set(s["slots"]) for s in summaries]
     assert len(slots[0]) == len(slots[1]) == 2 and not slots[0] & slots[1]  # slot N = user and cgroup N
-    assert all(s["statuses"]["graded"] == 3 for s in summaries), summaries
+    assert all(s["statuses"]["graded"] == 2 for s in summaries), summaries
     for out in outs:
         assert {r["score"] for r in read_grades(out).values()} == {"7"}
 

@@ -404,10 +404,10 @@ def grade_one(folder: Path, assignment: au.Assignment, slot: int, workroot: Path
 
 
 # --- the batch -----------------------------------------------------------------------------------
-def remove_stale_workroots() -> None:
+def remove_stale_workroots(where: Path | None = None) -> None:
     """Working folders left by a grader that was killed (``kill -9``): nobody holds their lock any more.
     Never raises, whatever a folder holds (links, any depth, odd names)."""
-    for root in Path(tempfile.gettempdir()).glob("labkit-grade-*"):
+    for root in Path(where or tempfile.gettempdir()).glob("labkit-grade-*"):
         try:
             st = os.lstat(root)
             if not os.path.isdir(root) or os.path.islink(root) or st.st_uid != os.geteuid():

@@ -432,6 +432,8 @@ class Run:
         drop = self.job.get("faults", {}).get("drop")
         dropping = drop if drop and drop.get("step") == step else None
         outs: list = []
+        if record and step is not None:  # kept even if the kernel dies in this cell
+            self.report["outputs"][str(step)] = outs
         start = time.monotonic()
         reply = reply_at = idle_at = None
         probe_id, probe_at, free_at = None, 0.0, None
@@ -471,7 +473,8 @@ class Run:
                         outs.append({"output_type": "error", "ename": "CellTimeout",
                                      "evalue": f"this cell ran past {cell_timeout:g} s and was interrupted",
                                      "traceback": []})
-                elif interrupted_at is not None and now - interrupted_at > INTERRUPT_GRACE and free_at is None:
+                elif interrupted_at is not None and free_at is None and \
+                        now - interrupted_at > min(INTERRUPT_GRACE, max(2.0, cell_timeout / 2)):
                     self.kill()
                     raise Stop("timeout", "unstoppable")
                 elif now - start > PROBE_AFTER and now - probe_at > PROBE_EVERY and free_at is None:
@@ -500,7 +503,6 @@ class Run:
                     elif record:
                         self.outputs.add(outs, msg["type"], msg["content"])
         if record and step is not None:
-            self.report["outputs"][str(step)] = outs
             self.report["ran"].append(step)
         return reply
 
