@@ -36,7 +36,8 @@ def cmd_run(args) -> int:
     params = {name: _parse_value(value) for name, value in (args.parameter or [])}
     try:
         report = runner.run(args.paths, build=args.build, parameters=params, cell_timeout=args.cell_timeout,
-                            assignments=args.assignments)
+                            assignments=args.assignments, notebook_budget=args.notebook_budget,
+                            cell_budget=args.cell_budget)
     except FileNotFoundError as exc:
         print(f"labkit run: {exc}", file=sys.stderr)
         return 2
@@ -58,14 +59,19 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("run", help="execute notebooks with papermill and write build/report.{json,html}",
                        description="Execute notebooks headless with their fast defaults. Machine-readable "
-                       "output: BUILD/report.json ({\"notebooks\": [{path, status, seconds, error, figures}], "
-                       "\"assignments\": [{name, status, summary, grades}], \"environment\": {...}}). "
-                       "Exit status 1 when any notebook or sample grading failed.")
+                       "output: BUILD/report.json ({\"notebooks\": [{path, status, seconds, error, figures, cells, "
+                       "flags, recovered, clean}], \"assignments\": [{name, status, summary, grades}], "
+                       "\"environment\": {...}}); status is ok, failed or stalled. "
+                       "Exit status 1 when any notebook failed or stalled, or a sample grading failed.")
     p.add_argument("paths", nargs="*", default=["notebooks"], help="notebooks or folders (default: notebooks/)")
     p.add_argument("--build", default="build", help="output folder (default: build)")
     p.add_argument("-p", "--parameter", nargs=2, action="append", metavar=("NAME", "VALUE"),
                    help="override a parameters-cell value in every notebook, e.g. -p EPOCHS 5")
     p.add_argument("--cell-timeout", type=int, default=600, help="seconds allowed per cell (default 600)")
+    p.add_argument("--notebook-budget", type=float, default=90.0,
+                   help="seconds a notebook should take; the report flags longer runs (default 90)")
+    p.add_argument("--cell-budget", type=float, default=60.0,
+                   help="seconds a cell should take; the report flags slower cells (default 60)")
     p.add_argument("--assignments", metavar="DIR",
                    help="also grade the sample submissions of every assignment in DIR (make run: assignments)")
     p.set_defaults(func=cmd_run)

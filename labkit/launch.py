@@ -9,8 +9,8 @@ What it does, and why:
   explicit thread budget before calling ``fn``.
 - The workers are started by the real ``horovodrun --gloo``. ``hosts`` takes horovodrun's ``-H``
   syntax for clusters (see below).
-- Rank 0's output streams live (into the notebook cell); the other ranks' output is kept for
-  error messages. A worker that calls :func:`progress` drives a progress bar in the notebook.
+- Rank 0's output streams live (into the notebook cell), without TensorFlow's start-up lines
+  (:mod:`labkit.quiet`); the other ranks' output is kept for error messages. A worker that calls :func:`progress` drives a progress bar in the notebook.
 - A wall-clock ``timeout`` covers the whole run. On timeout, on a crashed worker and on
   KeyboardInterrupt (a notebook's "interrupt kernel"), every process of the job is killed before
   returning, and :class:`WorkerError` names the rank that failed and why. Workers also watch the
@@ -44,6 +44,7 @@ from pathlib import Path
 import cloudpickle
 import psutil
 
+from labkit.quiet import is_noise
 from labkit.threads import ThreadBudget, as_budget, pin_to_cores
 
 #: horovodrun prefixes each worker line with its rank: ``[0]<stdout>:text`` (Gloo launcher).
@@ -208,6 +209,8 @@ class _Output:
                     self.bar.update(json.loads(text[len(_PROGRESS_TAG):]))
                 except Exception:  # noqa: BLE001 - a broken bar must never break the run
                     pass
+            return
+        if is_noise(text):  # TensorFlow's start-up lines, once per worker: not news
             return
         self.tails.setdefault(rank, deque(maxlen=30)).append(text)
         if self.echo and rank == 0:

@@ -10,7 +10,12 @@ defaults, and writes into ``build/``:
   "assignments": [...], "environment": {...}}`` (DESIGN.md §2);
 - ``build/report.html``: the same for a person, with each notebook's figures.
 
-A failing notebook is recorded and the run goes on; the exit status says whether all passed.
+A notebook's status is ``ok``, ``failed`` (a cell raised, or timed out) or ``stalled`` (the kernel
+finished a cell but its reply never reached the client: see :mod:`labkit.notebook_client`, which
+executes every notebook). Independently, the report flags every cell slower than its budget and
+every notebook over its budget (90 s: what the course promises on 2 cores), and any reply that
+arrived late but was recovered. A failing notebook is recorded and the run goes on; the exit
+status says whether all ran cleanly.
 """
 from __future__ import annotations
 
@@ -26,18 +31,36 @@ import nbformat
 
 from labkit import doctor
 
+#: seconds a notebook may take with its defaults (kernel start included) before the report flags it
+NOTEBOOK_BUDGET = 90.0
+#: seconds one cell may take before the report flags it
+CELL_BUDGET = 60.0
+WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
+
 
 @dataclass
 class NotebookResult:
     """How one notebook ran."""
 
     path: str
-    status: str  # "ok" | "failed"
+    status: str  # "ok" | "failed" | "stalled"
     seconds: float
     error: str | None = None
     output: str | None = None
     html: str | None = None
     figures: list[str] = field(default_factory=list)
+    #: [{"cell", "seconds"}] for every code cell, as papermill timed it
+    cells: list[dict] = field(default_factory=list)
+    #: what ran past its budget, in words ("cell 8 took 75.2 s (budget 60 s)", "over its 90 s budget")
+    flags: list[str] = field(default_factory=list)
+    #: replies that sat unread and were recovered by the client's watchdog
+    recovered: int = 0
+    stalled_cell: int | None = None
+
+    @property
+    def clean(self) -> bool:
+        """Ran to the end, within every budget, with nothing recovered."""
+        return self.status == "ok" and not self.flags and not self.recovered
 
 
 def find_notebooks(paths: list[str | Path]) -> list[Path]:
@@ -88,37 +111,74 @@ def render_notebook_html(nb_path: Path) -> Path:
 
     from nbconvert import HTMLExporter
 
-    body, _ = HTMLExporter(template_name="lab", mathjax_url="", require_js_url="").from_filename(str(nb_path))
+    nb = nbformat.read(nb_path, as_version=4)
+    for cell in nb.cells:  # widgets need scripts: show their static picture instead (labkit.viz explorers)
+        for output in cell.get("outputs", []):
+            data = output.get("data", {})
+            if WIDGET_VIEW in data and len(data) > 2:  # more than the view and its text/plain repr
+                del data[WIDGET_VIEW]
+    body, _ = HTMLExporter(template_name="lab", mathjax_url="", require_js_url="").from_notebook_node(nb)
     body = re.sub(r"<script\b[^>]*>.*?</script>", "", body, flags=re.S | re.I)
     out = nb_path.with_suffix(".html")
     out.write_text(body)
     return out
 
 
+def cell_durations(nb) -> list[dict]:
+    """``[{"cell": index, "seconds": s}]`` for the code cells papermill timed."""
+    out = []
+    for i, cell in enumerate(nb.cells):
+        seconds = (cell.get("metadata", {}).get("papermill") or {}).get("duration")
+        if cell.cell_type == "code" and seconds is not None:
+            out.append({"cell": i, "seconds": round(float(seconds), 2)})
+    return out
+
+
+def budget_flags(seconds: float, cells: list[dict], notebook_budget: float = NOTEBOOK_BUDGET,
+                 cell_budget: float = CELL_BUDGET) -> list[str]:
+    """What ran past its budget, in words, slowest cell first."""
+    flags = [f"cell {c['cell']} took {c['seconds']:.1f} s (budget {cell_budget:g} s)"
+             for c in sorted(cells, key=lambda c: -c["seconds"]) if c["seconds"] > cell_budget]
+    if seconds > notebook_budget:
+        flags.append(f"the notebook took {seconds:.1f} s, over its {notebook_budget:g} s budget")
+    return flags
+
+
 def execute_notebook(path: Path, build: Path, parameters: dict | None = None,
-                     cell_timeout: int = 600, progress: bool = False) -> NotebookResult:
+                     cell_timeout: int = 600, progress: bool = False,
+                     notebook_budget: float = NOTEBOOK_BUDGET, cell_budget: float = CELL_BUDGET) -> NotebookResult:
     """Run one notebook with papermill into ``build/notebooks``; never raises for notebook errors."""
-    import papermill
+    from labkit import notebook_client
 
     out_nb = build / "notebooks" / path.name
     out_nb.parent.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
     status, error = "ok", None
     try:
-        papermill.execute_notebook(
-            str(path), str(out_nb), parameters=parameters or {}, kernel_name="python3",
+        notebook_client.execute(
+            path, out_nb, parameters=parameters or {}, kernel_name="python3",
             cwd=str(path.parent), execution_timeout=cell_timeout, progress_bar=progress,
-            log_output=False, request_save_on_cell_execute=False,
+            log_output=False, request_save_on_cell_execute=True,  # a timed-out run still leaves its notebook
         )
     except Exception as exc:  # PapermillExecutionError, timeouts, dead kernels: record and go on
         status, error = "failed", _error_summary(exc)
     seconds = round(time.perf_counter() - start, 2)
+    cells, recovered, stalled = [], 0, None
+    if out_nb.exists():
+        nb = nbformat.read(out_nb, as_version=4)
+        cells = cell_durations(nb)
+        watchdog = nb.metadata.get("labkit", {})
+        recovered, stalled = len(watchdog.get("recovered") or []), watchdog.get("stalled")
+    if stalled:
+        status = "stalled"
     figures = extract_figures(out_nb, build / "figures" / path.stem) if out_nb.exists() else []
     page = render_notebook_html(out_nb) if out_nb.exists() else None
     return NotebookResult(path=str(path), status=status, seconds=seconds, error=error,
                           output=str(out_nb.relative_to(build)) if out_nb.exists() else None,
                           html=str(page.relative_to(build)) if page else None,
-                          figures=[str(f.relative_to(build)) for f in figures])
+                          figures=[str(f.relative_to(build)) for f in figures],
+                          cells=cells, flags=budget_flags(seconds, cells, notebook_budget, cell_budget),
+                          recovered=recovered, stalled_cell=stalled["cell"] if stalled else None)
 
 
 def environment() -> dict:
@@ -146,7 +206,7 @@ def grade_assignments(assignments: str | Path, build: Path, echo=print) -> list[
 
 def write_report(build: Path, notebooks: list[NotebookResult], assignments: list[dict] | None = None) -> dict:
     """Write ``report.json`` and ``report.html`` into ``build``; return the report."""
-    report = {"notebooks": [asdict(n) for n in notebooks], "assignments": assignments or [],
+    report = {"notebooks": [{**asdict(n), "clean": n.clean} for n in notebooks], "assignments": assignments or [],
               "environment": environment()}
     build.mkdir(parents=True, exist_ok=True)
     (build / "report.json").write_text(json.dumps(report, indent=2))
@@ -157,7 +217,8 @@ def write_report(build: Path, notebooks: list[NotebookResult], assignments: list
 _CSS = """
 body{font-family:system-ui,sans-serif;margin:2rem;max-width:72rem;color:#222}
 table{border-collapse:collapse;width:100%} td,th{padding:.4rem .6rem;border-bottom:1px solid #ddd;text-align:left}
-.ok{color:#0a7d32;font-weight:600} .failed{color:#c62828;font-weight:600}
+.ok{color:#0a7d32;font-weight:600} .failed,.stalled{color:#c62828;font-weight:600}
+.flag{color:#a15c00;font-size:.85em} .flag::before{content:"⚠ "}
 .figs img{max-height:180px;margin:.3rem;border:1px solid #eee} code{font-size:.85em}
 .error{color:#c62828;white-space:pre-wrap;font-family:monospace;font-size:.85em}
 """
@@ -173,13 +234,28 @@ def render_html(report: dict) -> str:
         link = (f'<a href="{esc(nb["html"])}">{esc(nb["path"])}</a>'
                 if nb.get("html") else esc(nb["path"]))
         error = f'<div class="error">{esc(nb["error"])}</div>' if nb.get("error") else ""
-        rows.append(f'<tr><td>{link}{error}</td><td class="{esc(nb["status"])}">{esc(nb["status"])}</td>'
+        notes = list(nb.get("flags", []))
+        if nb.get("recovered"):
+            notes.append(f"{nb['recovered']} reply(ies) arrived late and were recovered by the watchdog")
+        if nb.get("stalled_cell") is not None:
+            notes.append(f"stalled at cell {nb['stalled_cell']}: the kernel went idle, its reply never came")
+        flags = "".join(f'<div class="flag">{esc(n)}</div>' for n in notes)
+        rows.append(f'<tr><td>{link}{error}{flags}</td><td class="{esc(nb["status"])}">{esc(nb["status"])}</td>'
                     f'<td>{nb["seconds"]:.1f} s</td></tr><tr><td colspan="3" class="figs">{figs}</td></tr>')
-    ok = sum(nb["status"] == "ok" for nb in report["notebooks"])
+    notebooks = report["notebooks"]
+    clean = sum(bool(nb.get("clean", nb["status"] == "ok")) for nb in notebooks)
+    problems = [f"{n} {what}" for n, what in (
+        (sum(nb["status"] == "failed" for nb in notebooks), "failed"),
+        (sum(nb["status"] == "stalled" for nb in notebooks), "stalled"),
+        (sum(nb["status"] == "ok" and bool(nb.get("flags")) for nb in notebooks), "ran over budget"),
+        (sum(nb["status"] == "ok" and not nb.get("flags") and bool(nb.get("recovered")) for nb in notebooks),
+         "needed the watchdog")) if n]
+    headline = (f"All {len(notebooks)} notebooks ran cleanly." if clean == len(notebooks) else
+                f"{clean} of {len(notebooks)} notebooks ran cleanly; {', '.join(problems)}.")
     env = " · ".join(f"{k} {v}" for k, v in report["environment"].items())
     return f"""<!doctype html><html lang="en"><head><meta charset="utf-8"><title>labkit report</title>
 <style>{_CSS}</style></head><body><h1>labkit report</h1>
-<p>{ok} of {len(report["notebooks"])} notebooks ran cleanly. <small>{esc(env)}</small></p>
+<p>{esc(headline)} <small>{esc(env)}</small></p>
 <table><thead><tr><th>notebook</th><th>status</th><th>time</th></tr></thead><tbody>
 {''.join(rows)}</tbody></table>
 {_assignments_html(report.get("assignments", []))}</body></html>
@@ -212,7 +288,8 @@ def _assignments_html(assignments: list[dict]) -> str:
 
 
 def run(paths: list[str | Path], build: str | Path = "build", parameters: dict | None = None,
-        cell_timeout: int = 600, assignments: str | Path | None = None, echo=print) -> dict:
+        cell_timeout: int = 600, assignments: str | Path | None = None, echo=print,
+        notebook_budget: float = NOTEBOOK_BUDGET, cell_budget: float = CELL_BUDGET) -> dict:
     """Execute the notebooks found in ``paths``, print a line per notebook, write the report.
 
     With ``assignments`` (a folder such as ``assignments/``), also grade every assignment's bundled
@@ -224,12 +301,16 @@ def run(paths: list[str | Path], build: str | Path = "build", parameters: dict |
     for i, path in enumerate(notebooks, 1):
         echo(f"[{i}/{len(notebooks)}] {path} ...")
         result = execute_notebook(path, build, parameters=parameters, cell_timeout=cell_timeout,
-                                  progress=sys.stderr.isatty())
-        mark = "ok" if result.status == "ok" else f"FAILED: {result.error}"
+                                  progress=sys.stderr.isatty(), notebook_budget=notebook_budget,
+                                  cell_budget=cell_budget)
+        mark = {"ok": "ok", "stalled": f"STALLED at cell {result.stalled_cell}"}.get(result.status,
+                                                                                  f"FAILED: {result.error}")
         echo(f"[{i}/{len(notebooks)}] {path}: {mark} ({result.seconds:.1f} s, {len(result.figures)} figures)")
+        for flag in result.flags + ([f"{result.recovered} late reply(ies) recovered"] if result.recovered else []):
+            echo(f"[{i}/{len(notebooks)}]   warning: {flag}")
         results.append(result)
     graded = grade_assignments(assignments, build, echo) if assignments is not None else []
     report = write_report(build, results, graded)
-    echo(f"report: {build / 'report.html'} ({sum(r.status == 'ok' for r in results)}/{len(results)} notebooks ok"
+    echo(f"report: {build / 'report.html'} ({sum(r.clean for r in results)}/{len(results)} notebooks clean"
          + (f", {sum(a['status'] == 'ok' for a in graded)}/{len(graded)} assignments ok)" if graded else ")"))
     return report

@@ -10,6 +10,7 @@ from pathlib import Path
 import psutil
 import pytest
 
+from processes import leftovers
 from labkit import launch
 
 pytestmark = pytest.mark.slow  # each test starts real horovodrun / TensorFlow processes
@@ -33,7 +34,7 @@ def _assert_no_orphans(folder: Path, expected: int) -> None:
     while any(_alive(p) for p in pids) and time.monotonic() < deadline:
         time.sleep(0.1)
     assert not [p for p in pids if _alive(p)], "worker processes were left behind"
-    assert not psutil.Process().children(recursive=True), "the launcher left child processes behind"
+    assert not leftovers(), "the launcher left child processes behind"
 
 
 # -------------------------------------------------------------------------------- worker bodies
@@ -151,11 +152,16 @@ def test_timeout_stops_every_worker(tmp_path):
     _assert_no_orphans(tmp_path, 2)
 
 
-def test_interrupt_of_the_launching_process_leaves_no_orphans(tmp_path):
-    """What a notebook's "interrupt kernel" does: SIGINT to the process that called run()."""
+def _interrupt_driver(tmp_path: Path, hogs: int = 0) -> tuple[int, str, float]:
+    """Start a script inside launch.run, SIGINT it once its workers run (what a notebook's
+    "interrupt kernel" does), optionally while ``hogs`` busy loops keep the cores busy.
+    Returns (exit code, output, seconds from SIGINT to exit)."""
     script = tmp_path / "driver.py"
     script.write_text(textwrap.dedent(f"""
-        import sys
+        import signal, sys
+        # A shell that starts jobs in the background (nohup, '&' without job control) starts them
+        # with SIGINT ignored, and Python then leaves it ignored; a kernel always handles it.
+        signal.signal(signal.SIGINT, signal.default_int_handler)
         sys.path.insert(0, {str(Path(__file__).parent)!r})
         from labkit import launch
         from test_launch import _sleep_forever
@@ -165,19 +171,38 @@ def test_interrupt_of_the_launching_process_leaves_no_orphans(tmp_path):
             print("interrupted cleanly", flush=True)
             sys.exit(3)
     """))
+    busy = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(hogs)]
     proc = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
-        deadline = time.monotonic() + 90
-        while len(_worker_pids(tmp_path)) < 2 and time.monotonic() < deadline:
+        deadline = time.monotonic() + 120
+        while len(_worker_pids(tmp_path)) < 2 and time.monotonic() < deadline and proc.poll() is None:
             time.sleep(0.2)
         assert len(_worker_pids(tmp_path)) == 2, "workers never started"
+        sent = time.monotonic()
         proc.send_signal(signal.SIGINT)
-        out, _ = proc.communicate(timeout=30)
+        try:
+            out, _ = proc.communicate(timeout=30)
+        except subprocess.TimeoutExpired:
+            out = ""
+        return proc.returncode, out, time.monotonic() - sent
     finally:
-        if proc.poll() is None:
-            proc.kill()
-    assert proc.returncode == 3, out
-    assert "interrupted cleanly" in out
+        for p in [proc, *busy]:
+            if p.poll() is None:
+                p.kill()
+            p.wait()
+
+
+def test_interrupt_of_the_launching_process_leaves_no_orphans(tmp_path):
+    code, out, seconds = _interrupt_driver(tmp_path)
+    assert code == 3 and "interrupted cleanly" in out, out
+    assert seconds < 10, f"launch.run took {seconds:.1f} s to return after SIGINT"
+    _assert_no_orphans(tmp_path, 2)
+
+
+def test_interrupt_under_cpu_load_returns_within_10_s_and_leaves_no_worker(tmp_path):
+    code, out, seconds = _interrupt_driver(tmp_path, hogs=2)
+    assert code == 3 and "interrupted cleanly" in out, out
+    assert seconds < 10, f"with both cores busy, launch.run took {seconds:.1f} s to return after SIGINT"
     _assert_no_orphans(tmp_path, 2)
 
 

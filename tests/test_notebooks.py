@@ -5,6 +5,7 @@ import nbformat
 import pytest
 
 from labkit import hygiene, runner
+from labkit.quiet import is_noise
 
 ROOT = Path(__file__).resolve().parent.parent
 LAB_NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
@@ -40,11 +41,26 @@ def test_unreadable_notebook_is_reported(tmp_path):
     assert "cannot be read" in hygiene.check_file(bad)[0]
 
 
+def start_up_noise(nb) -> list[str]:
+    """Lines of an executed notebook's outputs that are TensorFlow/absl start-up noise or
+    ipykernel's transport warning (what students must never see first)."""
+    found = []
+    for i, cell in enumerate(nb.cells):
+        for out in cell.get("outputs", []):
+            texts = [out.get("text", "")] + [v for k, v in out.get("data", {}).items() if k == "text/plain"]
+            for line in "".join(t if isinstance(t, str) else "".join(t) for t in texts).splitlines():
+                if is_noise(line) or "without encryption" in line:
+                    found.append(f"cell {i}: {line[:100]}")
+    return found
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("path", LAB_NOTEBOOKS, ids=lambda p: p.name)
 def test_lab_notebook_runs_with_fast_defaults(path, tmp_path):
     result = runner.execute_notebook(path, tmp_path)
     assert result.status == "ok", f"{path.name} failed: {result.error}"
+    executed = nbformat.read(tmp_path / result.output, as_version=4)
+    assert start_up_noise(executed) == [], "start-up noise in the outputs students see"
     if 'check(\\"' in path.read_text():  # a lab exercise: labkit.check found its tests and explained
         executed = (tmp_path / result.output).read_text()
         assert "visible tests passed" in executed and "No visible tests named" not in executed

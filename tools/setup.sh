@@ -94,7 +94,8 @@ fi
 mkdir -p "$venv/share/jupyter/lab/settings"
 cp tools/jupyterlab-overrides.json "$venv/share/jupyter/lab/settings/overrides.json"
 # The notebooks' "python3" kernel is this venv's Python.
+# It starts labkit.kernel: ipykernel without TensorFlow's start-up lines (labkit/kernel.py).
 if "$vpy" -c 'import ipykernel' 2>/dev/null; then
-  "$vpy" -m ipykernel install --sys-prefix --name python3 --display-name "Python 3 (labkit)" >/dev/null
+  "$vpy" -m labkit.kernel --install >/dev/null
 fi
 say "ready: $("$vpy" -m labkit doctor --brief 2>/dev/null || echo 'labkit installed')"
