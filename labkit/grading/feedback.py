@@ -19,6 +19,7 @@ import html
 import re
 from pathlib import Path
 
+from labkit import quiet
 from labkit.grading import untrusted
 
 ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
@@ -32,12 +33,6 @@ pre{background:#f6f8fa;padding:.5rem;overflow-x:auto;white-space:pre-wrap;font-s
 pre.out{background:#fff;border-left:3px solid #ddd} pre.err{background:#fff0f0}
 .md{white-space:pre-wrap} .cell{margin:1rem 0} small{color:#666}
 """
-
-
-#: TensorFlow's C++ start-up lines (absl logs before its set-up; TF_CPP_MIN_LOG_LEVEL can't hide them):
-#: not the student's doing, so the feedback page leaves them out.
-TF_NOISE = re.compile(r"^(WARNING: All log messages before absl::InitializeLog\(\).*|I0000 00:00:\S+ +\d+ \S+\.cc:\d+\] .*)\n?",
-                      re.M)
 
 
 HIDDEN = "[hidden]"
@@ -99,8 +94,8 @@ def render_output(out: dict, secrets: list[str] = ()) -> str:
     kind = out.get("output_type")
     if kind == "stream":
         text = _text(out.get("text", ""), secrets)
-        if out.get("name") == "stderr":
-            text = TF_NOISE.sub("", text)
+        if out.get("name") == "stderr":  # TensorFlow's start-up lines are not the student's doing
+            text = quiet.strip_noise(text)
         return f'<pre class="out">{esc(text)}</pre>' if text.strip() else ""
     if kind == "error":
         tb = out.get("traceback") if isinstance(out.get("traceback"), list) else []

@@ -110,7 +110,7 @@ def self_test(slot: int = 0, limits: Limits | None = None) -> None:
     with tempfile.TemporaryDirectory(prefix="labkit-selftest-") as tmp:
         work = Path(tmp) / "work"
         work.mkdir()
-        probe = "import labkit.grading.export, ipykernel, zmq; print('labkit-sandbox-ok')"
+        probe = f"import labkit.grading.export, {KERNEL_MODULE}, zmq; print('labkit-sandbox-ok')"
         outcome = run(work, [sys.executable, "-I", "-c", probe], slot, limits)
     if outcome.returncode != 0 or "labkit-sandbox-ok" not in outcome.stdout:
         tail = "\n".join(outcome.stdout.strip().splitlines()[-5:])
@@ -149,7 +149,7 @@ def _read_only_roots() -> list[str]:
 
 
 KERNEL_DIR = "/run/kernel"      # where the kernel's sockets and connection file are, inside the sandbox
-KERNEL_MODULE = "ipykernel_launcher"
+KERNEL_MODULE = "labkit.kernel"  # ipykernel without TensorFlow's start-up lines (labkit.quiet)
 
 
 def kernel_argv(conn_dir: str = KERNEL_DIR) -> list[str]:
