@@ -11,6 +11,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import shutil
 import signal
 import sqlite3
 import subprocess
@@ -195,9 +196,11 @@ def test_a_machinery_failure_that_persists_is_flagged_not_charged_and_retried_ne
     assert f"could not run this notebook in {batch.MAX_ATTEMPTS} attempts" in row["reason"]
     assert machinery["summary"]["grader_failures"] == 2 and machinery["summary"]["retried"] >= 5
     # the next run (nothing forced, no fault any more) grades it again, and only it
-    again = batch.grade(machinery["folder"], machinery["subs"], machinery["out"], echo=lambda *a: None,
-                        progress=False)
-    assert again["graded_now"] == 2
+    subs = machinery["subs"].parent / "subs-again"
+    for student in ("always_fails", "good"):
+        shutil.copytree(machinery["subs"] / student, subs / student)
+    again = batch.grade(machinery["folder"], subs, machinery["out"], echo=lambda *a: None, progress=False)
+    assert (again["graded_now"], again["skipped"]) == (1, 1)
     assert read_grades(machinery["out"])["always_fails"]["score"] == "7"
 
 
@@ -216,3 +219,16 @@ def test_a_students_own_infinite_loop_is_still_their_timeout(machinery):
     assert "cell 6 ran past the 8 s per-cell limit" in row["reason"]
     assert timing["attempts"] == 1  # not mistaken for a stall, not retried
     assert machinery["grades"]["good"]["status"] == "graded"
+
+
+def test_without_the_sandbox_the_same_client_grades_for_development(tmp_path):
+    """``--unsafe-no-sandbox`` (no root, no isolation): the same notebook client runs a plain kernel."""
+    folder = make_assignment(tmp_path / "hw")
+    subs = tmp_path / "subs"
+    submit(subs, "good", student_nb(folder))
+    submit(subs, "partial", student_nb(folder, {"answer-6": "squares = data"}))
+    summary = batch.grade(folder, subs, tmp_path / "out", sandbox=False, echo=lambda *a: None, progress=False)
+    grades = read_grades(tmp_path / "out")
+    assert summary["sandbox"] is False
+    assert (grades["good"]["score"], grades["good"]["status"]) == ("7", "graded")
+    assert (grades["partial"]["score"], grades["partial"]["status"]) == ("5", "graded")
