@@ -36,6 +36,7 @@ from pathlib import Path
 
 import labkit
 from labkit.grading import authoring as au
+from labkit.grading import client
 from labkit.grading import feedback as fb
 from labkit.grading import plans as pl
 from labkit.grading import prepare as prep_mod
@@ -194,7 +195,8 @@ def build_job(prep: prep_mod.Prepared, assignment: au.Assignment, ipc: Path, set
 REPORT_TYPES = {  # what the grader reads from the client's report, with the value used when it is odd
     "status": (str, "machinery"), "why": (str, ""), "timed_out": (list, []), "outputs": (dict, {}),
     "exports": (dict, {}), "final": (dict, None), "tamper": (list, None), "guard": (bool, None),
-    "truncated": (bool, False), "lost_output": (bool, False), "disk_exceeded": (bool, False),
+    "truncated": (bool, False), "lost_output": (bool, False), "exports_too_large": (bool, False),
+    "disk_exceeded": (bool, False),
     "memory_exceeded": (bool, False), "oom_kills": (int, 0), "peak_memory_mb": (float, None),
     "exit_status": (int, None), "recovered": (int, 0), "malformed_messages": (int, 0), "timings": (dict, {}),
     "stderr_tail": (str, ""),
@@ -330,6 +332,9 @@ def decide(prep: prep_mod.Prepared, report: dict, settings: dict) -> tuple[str, 
     if report.get("malformed_messages"):
         flags.append(f"its kernel sent {report['malformed_messages']} message(s) the grader could not read "
                      "(forged or corrupt)")
+    if report["exports_too_large"]:
+        notes.append(f"the values to grade came to more than {client.EXPORTS_MAX_BYTES // 2**20} MB; later ones "
+                     "were not received")
     if report.get("truncated"):
         notes.append(f"output beyond {settings['max_output_mb']} MB was dropped")
     elif report.get("lost_output"):
@@ -434,6 +439,12 @@ def remove_stale_workroots(where: Path | None = None) -> None:
             continue
 
 
+def _short_tmp() -> str | None:
+    """Where the working folder goes: the temp folder, unless its path is so long that the kernel's
+    socket paths would pass the 107 bytes a unix socket's path may have (then /tmp)."""
+    return "/tmp" if len(tempfile.gettempdir()) > 48 and os.path.isdir("/tmp") else None
+
+
 def list_submissions(submissions: Path) -> list[Entry]:
     """Every entry of SUBMISSIONS/ a student could stand for (links included, to be refused)."""
     entries = []
@@ -534,7 +545,8 @@ def _grade_all(assignment, plans, entries, out, slots, workers, force, sandbox, 
     echo(f"grading {assignment.name}: {len(entries)} submissions, {len(todo) + len(invalid_now)} to grade, "
          f"{skipped} unchanged since the last run; {workers} worker(s), sandbox {'on' if sandbox else 'OFF'}")
     remove_stale_workroots()
-    workroot = Path(tempfile.mkdtemp(prefix="labkit-grade-"))
+    remove_stale_workroots(Path("/tmp"))
+    workroot = Path(tempfile.mkdtemp(prefix="labkit-grade-", dir=_short_tmp()))
     os.chmod(workroot, 0o711)
     lock = os.open(workroot / "grader.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
     fcntl.flock(lock, fcntl.LOCK_EX)

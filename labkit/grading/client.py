@@ -49,6 +49,7 @@ PORTS = {"shell": 1, "iopub": 2, "stdin": 3, "control": 4, "hb": 5}
 DELIM = b"<IDS|MSG>"
 SHELL_MAX_BYTES = 128 * 1024 * 1024   # an execute_reply carrying exported values
 IOPUB_MAX_BYTES = 32 * 1024 * 1024    # one output message
+EXPORTS_MAX_BYTES = 256 * 1024 * 1024 # all the values one run exports (past it, later exports are dropped)
 PROBE_AFTER = 2.0      # seconds a request may go unanswered before the client asks the kernel if it is busy
 PROBE_EVERY = 2.0
 STALL_GRACE = 2.0      # after the kernel has shown it is free, how long a reply may still be in flight
@@ -156,7 +157,7 @@ def parse_message(frames: list[bytes], key: bytes) -> dict | None:
         return None
     parent_id = parent.get("msg_id")
     msg = {"type": header["msg_type"][:100], "parent": parent_id if type(parent_id) is str else None,
-           "content": None, "bad": None}
+           "content": None, "bad": None, "size": len(content)}
     try:
         body = untrusted.loads(content, len(content), untrusted.MAX_DEPTH, "its content")
     except untrusted.Untrusted as exc:
@@ -275,11 +276,12 @@ class Run:
         self.last_watch = 0.0
         self.ready_at: float | None = None
         self.outputs = Outputs(int(job["max_output"]))
+        self.exported_bytes = 0
         self.report = {"status": "ok", "why": "", "stopped_at": None, "timed_out": [], "outputs": {}, "ran": [],
                        "exports": {}, "final": None, "tamper": None, "guard": None, "truncated": False,
                        "disk_exceeded": False, "memory_exceeded": False, "oom_kills": 0, "peak_memory_mb": None,
                        "exit_status": None, "stderr_tail": "", "recovered": 0, "malformed_messages": 0,
-                       "lost_output": False,
+                       "lost_output": False, "exports_too_large": False,
                        "timings": {}}
 
     # -- kernel start -----------------------------------------------------------------------------
@@ -494,6 +496,10 @@ class Run:
                         continue
                     if reply is None:
                         reply, reply_at = msg["content"], time.monotonic()
+                        self.exported_bytes += 0 if record else msg["size"]
+                        if self.exported_bytes > EXPORTS_MAX_BYTES:
+                            self.report["exports_too_large"] = True
+                            reply = {}
                 elif channel == "iopub":
                     if msg["type"] == "status":
                         if msg["content"].get("execution_state") == "idle":
