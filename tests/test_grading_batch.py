@@ -232,3 +232,25 @@ def test_without_the_sandbox_the_same_client_grades_for_development(tmp_path):
     assert summary["sandbox"] is False
     assert (grades["good"]["score"], grades["good"]["status"]) == ("7", "graded")
     assert (grades["partial"]["score"], grades["partial"]["status"]) == ("5", "graded")
+
+
+def test_an_error_of_the_grader_on_one_submission_is_that_submissions_flagged_row(tmp_path, monkeypatch):
+    """A bug of the grader's own, met on one submission, is recorded for that student; the others are graded."""
+    folder = make_assignment(tmp_path / "hw")
+    subs = tmp_path / "subs"
+    submit(subs, "good", student_nb(folder))
+    submit(subs, "boom", student_nb(folder))
+    real = batch.prep_mod.prepare
+
+    def prepare(path, *args, **kwargs):
+        if path.name == "boom":
+            raise KeyError("a grader bug met on this submission \udcff")
+        return real(path, *args, **kwargs)
+
+    monkeypatch.setattr(batch.prep_mod, "prepare", prepare)
+    summary = batch.grade(folder, subs, tmp_path / "out", sandbox=False, echo=lambda *a: None, progress=False)
+    grades = read_grades(tmp_path / "out")
+    assert grades["good"]["status"] == "graded" and grades["good"]["score"] == "7"
+    assert grades["boom"]["status"] == "flagged" and "the grader failed on this submission (KeyError" in \
+        grades["boom"]["reason"]
+    assert summary["grader_failures"] == 1 and (tmp_path / "out" / "feedback" / "boom.html").exists()

@@ -696,6 +696,13 @@ def test_fuzz_client_reports_never_break_the_grader(tmp_path):
                                                "reason": "; ".join(notes)}, [], nb, ["secret"])
         html.encode("utf-8")
         json.dumps(values)
+    for _ in range(500):  # the line the client prints, as the grader reads it
+        lines = [_random_text(rng) for _ in range(rng.randrange(0, 3))]
+        stdout = b"\n".join(t if isinstance(t, bytes) else t.encode("utf-8", "surrogatepass") for t in lines)
+        try:
+            batch.read_report(batch._last_json_line(stdout, "the report"))
+        except batch.GraderError:
+            pass
 
 
 def test_fuzz_submitted_notebooks_never_break_preparation(tmp_path):
