@@ -261,7 +261,7 @@ def hostile(tmp_path_factory):
 for i in range(5):
     open(f"junk{i}", "wb").write(b"0" * 30_000_000)"""}))
     submit(subs, "many_files", student_nb(folder, {"answer-9": "for i in range(1000):\n    open(f'f{i}', 'w').close()"}))
-    submit(subs, "print_40mb", student_nb(folder, {"answer-6": 'print("x" * 40_000_000)\nsquares = data ** 2'}))
+    submit(subs, "print_20mb", student_nb(folder, {"answer-6": 'print("x" * 20_000_000)\nsquares = data ** 2'}))
 
     # -- 1. one hostile submission never stops a batch
     nb = json.loads(nbformat.writes(student_nb(folder, {"answer-9": "answer = 42  # \udc80\ud800"})))
@@ -414,7 +414,7 @@ EXPECTED = {
     "sys_exit": ({"graded"}, 4, ""),
     "memory_bomb": ({"graded", "crashed", "timeout"}, None, ""),
     "fork_bomb": ({"flagged"}, None, "starts or signals processes"),
-    "print_40mb": ({"graded"}, 7, "dropped"),
+    "print_20mb": ({"graded"}, 7, "dropped"),
     "disk_bomb": ({"crashed"}, 6, "wrote more than 100 MB or 500 files and was stopped"),
     "many_files": ({"crashed"}, 6, "wrote more than 100 MB or 500 files and was stopped"),
     "attack_files_network": ({"flagged"}, 7, "opens network connections"),
