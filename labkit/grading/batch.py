@@ -47,7 +47,8 @@ from labkit.grading.slots import Slots
 
 STATUSES = ("graded", "timeout", "crashed", "invalid", "flagged")
 MAX_ATTEMPTS = 3          # a submission whose run fails for the grader's reasons is tried this often
-STARTUP_TIMEOUT = 90      # seconds for the sandbox and its kernel to come up
+STARTUP_TIMEOUT = 300     # seconds for the sandbox and its kernel to come up (one that fails exits at once;
+                          # a slow start is a loaded machine, not a reason to give up)
 MAX_REPORT_BYTES = 512 * 1024 * 1024
 RETRY_MARK = "retry:"     # tests_digest prefix of a row the next run must grade again
 
