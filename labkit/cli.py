@@ -76,11 +76,13 @@ def build_parser() -> argparse.ArgumentParser:
                    help="also grade the sample submissions of every assignment in DIR (make run: assignments)")
     p.set_defaults(func=cmd_run)
 
+    from labkit.cluster.cli import register as register_cluster
     from labkit.grading.cli import register as register_grading
     from labkit.scaling.cli import register as register_scaling
 
     register_grading(sub)   # release, grade
     register_scaling(sub)   # scale
+    register_cluster(sub)   # cluster up|down|shape|status|spark
     return parser
 
 

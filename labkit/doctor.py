@@ -26,6 +26,9 @@ FIXES = {
     "horovodrun": "run 'make setup'; horovodrun comes with Horovod in .venv/bin.",
     "papermill": "run 'make setup' (installs papermill into .venv).",
     "jupyterlab": "run 'make setup' (installs JupyterLab 4 into .venv).",
+    "java": "Spark needs Java 17 or newer: run 'make setup' as root (installs openjdk-17-jre-headless), "
+    "or 'apt-get install openjdk-17-jre-headless'.",
+    "pyspark": "run 'make setup' (installs the pinned pyspark, which bundles Spark's jars, into .venv).",
 }
 
 THREAD_VARIABLES = ("OMP_NUM_THREADS", "TF_NUM_INTRAOP_THREADS", "TF_NUM_INTEROP_THREADS")
@@ -54,6 +57,43 @@ def _package_check(name: str, *dists: str) -> Check:
         if found:
             return Check(name, True, found)
     return Check(name, False, "missing", FIXES[name])
+
+
+def _java_check() -> Check:
+    """``java -version``: Spark 4 runs on Java 17 or newer."""
+    import re
+    import subprocess
+
+    java = shutil.which("java")
+    if not java:
+        return Check("java", False, "missing", FIXES["java"])
+    try:
+        out = subprocess.run([java, "-version"], capture_output=True, text=True, timeout=20)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return Check("java", False, f"{java} did not run: {exc}", FIXES["java"])
+    m = re.search(r'version "(\d+)(?:\.(\d+))?[^"]*"', out.stderr + out.stdout)
+    if not m:
+        return Check("java", False, f"unreadable version from {java}", FIXES["java"])
+    major = int(m.group(1)) if m.group(1) != "1" else int(m.group(2) or 0)
+    version = m.group(0).split('"')[1]
+    return Check("java", major >= 17, version, "" if major >= 17 else FIXES["java"])
+
+
+def _spark_check() -> Check:
+    """pyspark's version, and whether it carries Spark's jars (so no download is ever needed)."""
+    found = _version("pyspark")
+    if not found:
+        return Check("pyspark", False, "missing", FIXES["pyspark"])
+    try:
+        import importlib.util
+        spec = importlib.util.find_spec("pyspark")
+        jars = os.path.join(os.path.dirname(spec.origin), "jars")
+        count = len([f for f in os.listdir(jars) if f.endswith(".jar")])
+    except (OSError, AttributeError, TypeError):
+        count = 0
+    if not count:
+        return Check("pyspark", False, f"{found}, but without Spark's jars", FIXES["pyspark"])
+    return Check("pyspark", True, f"{found} (Spark with {count} jars bundled)")
 
 
 def usable_cores() -> int:
@@ -97,6 +137,8 @@ def collect(brief: bool = False) -> list[Check]:
         _package_check("horovod", "horovod"),
         _package_check("papermill", "papermill"),
         _package_check("jupyterlab", "jupyterlab"),
+        _java_check(),
+        _spark_check(),
     ]
     horovodrun = shutil.which("horovodrun", path=os.path.dirname(sys.executable) + os.pathsep + os.environ.get("PATH", ""))
     checks.append(Check("horovodrun", bool(horovodrun), horovodrun or "missing", "" if horovodrun else FIXES["horovodrun"]))

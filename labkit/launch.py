@@ -23,9 +23,19 @@ Clusters: ``run(fn, np=8, hosts="node1:4,node2:4")`` runs 4 workers on each node
 reaches the nodes by passwordless ``ssh`` (``horovodrun_args=["-p", "2222"]`` for another port),
 every node needs the same Python environment at the same path, and the job folder that carries
 ``fn`` must be on a file system all nodes share: pass ``job_root="/shared/scratch"``.
+
+- Host names of a running :mod:`labkit.cluster` (namespaced hosts on this machine, ``h1``, ``h2``,
+  ...) work the same way: horovodrun then runs on the first host, and since every "host" shares
+  this machine's cores, the default thread budget and ``pin_cores`` count all the job's workers.
+- Teardown reaches every host: a worker records its host, pid and machine in the job folder, so
+  workers on this machine (namespaced hosts included) are killed directly and workers on other
+  machines through ``ssh HOST python -m labkit.launch --kill JOB``. Every worker also holds a
+  lease on the job folder that the launcher renews each second: a worker whose launcher is gone
+  (its lease is stale or its job folder deleted) exits by itself, wherever it runs.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -54,6 +64,18 @@ _FIRST_FAILURE = re.compile(r"failure of Process (\d+)")
 _EXIT_STATUS = re.compile(r"Process (\d+) exit with status code (-?\d+)")
 #: A worker's progress line (see :func:`progress`); the launcher turns it into a progress bar.
 _PROGRESS_TAG = "@@labkit-progress "
+#: A worker exits when its launcher has not renewed the job's lease for this many seconds.
+LEASE_SECONDS = 30.0
+
+
+def machine_id() -> str:
+    """Which kernel and PID space this process lives in: processes with the same id can signal
+    each other by pid (namespaced "hosts" of one machine share it; other machines don't)."""
+    try:
+        boot = Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+        return f"{boot}:{os.stat('/proc/self/ns/pid').st_ino}"
+    except OSError:
+        return socket.gethostname()
 
 
 class WorkerError(RuntimeError):
@@ -87,9 +109,10 @@ def _signal_name(code: int) -> str:
 
 @dataclass
 class _Job:
-    """The files one run shares with its workers."""
+    """The files one run shares with its workers (and, for teardown, how to reach other machines)."""
 
     dir: Path
+    ssh_args: list[str] | None = None  # set when workers may run on other machines
 
     def payload(self) -> Path:
         return self.dir / "job.pkl"
@@ -103,17 +126,36 @@ class _Job:
     def pid(self, rank: int) -> Path:
         return self.dir / f"pid.{rank}"
 
+    @property
+    def lease(self) -> Path:
+        return self.dir / "lease"
+
+    def renew_lease(self) -> None:
+        """The launcher is alive (workers watch this file's modification time)."""
+        self.lease.touch()
+
     def write_pid(self, rank: int) -> None:
-        """Record this worker as ``host pid start-time`` (so teardown never kills a reused pid)."""
+        """Record this worker as ``host pid start-time machine`` (so teardown finds it from any
+        host, and never kills a process that merely reused its pid)."""
         me = psutil.Process()
-        self.pid(rank).write_text(f"{socket.gethostname()} {me.pid} {me.create_time()!r}")
+        host = os.environ.get("HOROVOD_HOSTNAME") or socket.gethostname()  # the name horovodrun used
+        self.pid(rank).write_text(f"{host} {me.pid} {me.create_time()!r} {machine_id()}")
+
+    def where(self, rank: int) -> tuple[str, str] | None:
+        """``(host, machine)`` of rank ``rank``'s worker, from its pid file."""
+        try:
+            host, _, _, machine = self.pid(rank).read_text().split()
+            return host, machine
+        except (OSError, ValueError):
+            return None
 
     def local_worker(self, rank: int) -> psutil.Process | None:
-        """Rank ``rank``'s process if it runs on this host and is still the one that wrote its pid file."""
+        """Rank ``rank``'s process if it runs on this machine (in this PID space, whatever its
+        hostname) and is still the one that wrote its pid file."""
         try:
-            host, pid, started = self.pid(rank).read_text().split()
+            _, pid, started, machine = self.pid(rank).read_text().split()
             proc = psutil.Process(int(pid))
-            if host == socket.gethostname() and abs(proc.create_time() - float(started)) < 0.01:
+            if machine == machine_id() and abs(proc.create_time() - float(started)) < 0.01:
                 return proc
         except (OSError, ValueError, psutil.Error):
             pass
@@ -141,6 +183,24 @@ def _slots(hosts: str) -> dict[str, int]:
         if not name or (count and not count.isdigit()):
             raise ValueError(f"hosts must look like 'node1:4,node2:4', got {hosts!r}")
         out[name] = out.get(name, 0) + int(count or 1)
+    return out
+
+
+def _rank_hosts(hosts: str, np: int) -> list[str]:
+    """The host of each rank: horovodrun fills the hosts in order, each up to its slots."""
+    order = [name for name, count in _slots(hosts).items() for _ in range(count)]
+    return order[:np]
+
+
+def _machine_slots(hosts: str | None, np: int, shared_machine: bool) -> list[int]:
+    """Each rank's index among the workers that share its machine's cores (for ``pin_cores``)."""
+    if not hosts or shared_machine:
+        return list(range(np))
+    seen: dict[str, int] = {}
+    out = []
+    for host in _rank_hosts(hosts, np):
+        out.append(seen.get(host, 0))
+        seen[host] = out[-1] + 1
     return out
 
 
@@ -224,6 +284,22 @@ class _Output:
 # --------------------------------------------------------------------------------------------
 # Teardown
 # --------------------------------------------------------------------------------------------
+def _kill_remote(job: _Job, np: int, ssh_args: list[str], timeout: float = 15.0) -> None:
+    """Ask each other machine that runs a worker of ``job`` to kill it (``ssh HOST python -m
+    labkit.launch --kill JOB``); the job folder is shared, so each host finds its own pid files."""
+    hosts = {w[0] for r in range(np)
+             if not job.result(r).exists() and (w := job.where(r)) and w[1] != machine_id()}
+    calls = [subprocess.Popen(["ssh", *ssh_args, host, sys.executable, "-m", "labkit.launch", "--kill", str(job.dir)],
+                              stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+             for host in sorted(hosts)]
+    for call in calls:
+        try:
+            call.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            call.kill()
+            call.wait()
+
+
 def _kill_tree(roots: list[subprocess.Popen], job: _Job, np: int, grace: float = 3.0) -> None:
     """Terminate the launched processes, their children and every worker we know of; SIGKILL what lingers."""
     procs = []
@@ -254,14 +330,20 @@ def _kill_tree(roots: list[subprocess.Popen], job: _Job, np: int, grace: float =
             proc.wait(timeout=grace)
         except subprocess.TimeoutExpired:
             pass
+    if job.ssh_args is not None:
+        _kill_remote(job, np, job.ssh_args)
 
 
 def _supervise(procs: list[subprocess.Popen], job: _Job, np: int, timeout: float, out: _Output,
                readers: list[threading.Thread], stop_on_failure: bool) -> None:
     """Wait for ``procs``; on timeout, interrupt or (if ``stop_on_failure``) one failing, kill them all."""
     deadline = time.monotonic() + timeout
+    renewed = 0.0
     try:
         while any(p.poll() is None for p in procs):
+            if time.monotonic() - renewed > 1.0:
+                job.renew_lease()
+                renewed = time.monotonic()
             if time.monotonic() > deadline:
                 _kill_tree(procs, job, np)
                 raise WorkerError(
@@ -290,41 +372,51 @@ def _base_env(threads: ThreadBudget, env: dict | None) -> dict:
     return {**os.environ, **threads.env(), "PYTHONUNBUFFERED": "1",
             "PYTHONPATH": os.pathsep.join(p for p in sys.path if p),
             "LABKIT_INTRA_OP": str(threads.intra_op), "LABKIT_INTER_OP": str(threads.inter_op),
-            "LABKIT_PARENT": f"{socket.gethostname()} {os.getpid()}", **(env or {})}
+            "LABKIT_PARENT": f"{machine_id()} {os.getpid()}", **(env or {})}
 
 
 def run(fn, *args, np: int = 2, threads: ThreadBudget | int | None = None, timeout: float = 600,
         hosts: str | None = None, env: dict | None = None, echo: bool = True, progress_bar: bool = True,
         timeline: str | os.PathLike | None = None, horovodrun_args: list[str] | None = None,
-        job_root: str | None = None, pin_cores: bool = False, **kwargs) -> list:
+        job_root: str | None = None, pin_cores: bool = False, cluster=None, **kwargs) -> list:
     """Run ``fn(*args, **kwargs)`` on ``np`` Horovod workers and return each rank's result.
 
-    - ``threads``: per-worker budget (default: a fair share of one host's cores among the
-      workers on it; with ``hosts``, the busiest host's slots).
+    - ``threads``: per-worker budget (default: a fair share of one machine's cores among the
+      workers on it: with ``hosts``, the busiest host's slots; on a :mod:`labkit.cluster` of
+      namespaced hosts, which all share this machine, all ``np`` workers).
     - ``timeout``: seconds for the whole job, start-up included.
-    - ``hosts``: horovodrun ``-H`` syntax, e.g. ``"node1:4,node2:4"`` (default ``localhost:np``).
+    - ``hosts``: horovodrun ``-H`` syntax, e.g. ``"node1:4,node2:4"`` (default ``localhost:np``);
+      host names of the running :mod:`labkit.cluster` (``"h1:1,h2:1"``) run there.
     - ``env``: extra environment variables for the workers (e.g. ``HOROVOD_CYCLE_TIME``).
     - ``echo``: stream rank 0's output; ``progress_bar``: show :func:`progress` calls as a bar.
     - ``timeline``: write Horovod's Chrome-trace timeline to this file
       (read it with :func:`labkit.scaling.timeline.read_timeline`).
     - ``horovodrun_args``: extra flags, e.g. ``["-p", "2222"]``.
     - ``job_root``: where the job folder goes (a shared file system for multi-node runs).
-    - ``pin_cores``: pin each worker to its own slice of its host's cores
+    - ``pin_cores``: pin each worker to its own slice of its machine's cores
       (:func:`labkit.threads.pin_to_cores`; skipped where the slices don't fit).
+    - ``cluster``: the :class:`labkit.cluster.Cluster` whose hosts ``hosts`` names (default:
+      ``$LABKIT_CLUSTER``'s, or the one running cluster, if it has those hosts).
     """
     if np < 1:
         raise ValueError(f"np must be at least 1, got {np}")
-    # The default thread budget shares one host's cores among the workers placed on that host.
-    per_host = min(np, max(_slots(hosts).values())) if hosts else np
-    budget = as_budget(threads, per_host)
+    from labkit.cluster.netns import for_hosts  # stdlib only: cheap, and None without a cluster
+
+    cluster = cluster if cluster is not None else for_hosts(hosts)
+    # The default thread budget shares one machine's cores among the workers placed on it.
+    per_machine = np if cluster or not hosts else min(np, max(_slots(hosts).values()))
+    budget = as_budget(threads, per_machine)
     with tempfile.TemporaryDirectory(prefix="labkit-hvd-", dir=job_root) as tmp:
-        job = _Job(Path(tmp))
+        remote = bool(hosts) and cluster is None and set(_rank_hosts(hosts, np)) - {"localhost", "127.0.0.1"}
+        job = _Job(Path(tmp), ssh_args=_ssh_args(horovodrun_args) if remote else None)
         with open(job.payload(), "wb") as f:
             cloudpickle.dump((fn, args, kwargs), f)
         cmd = horovodrun_command(job.dir, np, hosts, horovodrun_args)
+        if cluster is not None:  # horovodrun starts on the first host, inside the cluster's network
+            cmd = cluster.command(_rank_hosts(hosts, np)[0], cmd)
         worker_env = _base_env(budget, env)
         if pin_cores:
-            worker_env["LABKIT_PIN_CORES"] = "1"
+            worker_env["LABKIT_PIN_CORES"] = ",".join(map(str, _machine_slots(hosts, np, cluster is not None)))
         if timeline is not None:
             Path(timeline).parent.mkdir(parents=True, exist_ok=True)
             worker_env["HOROVOD_TIMELINE"] = str(Path(timeline).resolve())
@@ -335,6 +427,15 @@ def run(fn, *args, np: int = 2, threads: ThreadBudget | int | None = None, timeo
         reader.start()
         _supervise([proc], job, np, timeout, out, [reader], stop_on_failure=False)
         return _collect(job, np, out, f"horovodrun exit code {proc.returncode}")
+
+
+def _ssh_args(horovodrun_args: list[str] | None) -> list[str]:
+    """The ssh options horovodrun uses (its ``-p PORT`` and ``-i KEY``), for teardown by ssh."""
+    args, extra = [], list(horovodrun_args or [])
+    for flag, ssh_flag in (("-p", "-p"), ("--ssh-port", "-p"), ("-i", "-i"), ("--ssh-identity-file", "-i")):
+        if flag in extra and extra.index(flag) + 1 < len(extra):
+            args += [ssh_flag, extra[extra.index(flag) + 1]]
+    return ["-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=no", "-o", "ConnectTimeout=10", *args]
 
 
 def run_local(fn, *args, np: int = 2, rank_env=None, threads: ThreadBudget | int | None = None,
@@ -427,23 +528,49 @@ def _collateral(traceback_text: str) -> bool:
 # --------------------------------------------------------------------------------------------
 # Worker entry point
 # --------------------------------------------------------------------------------------------
-def _watch_parent() -> None:
-    """Exit this worker if the process that launched the job dies (e.g. a restarted kernel).
+def _watch_parent(job: _Job) -> None:
+    """Exit this worker if the job's launcher is gone (e.g. a restarted kernel), wherever it runs.
 
-    Only on the launcher's own host: on other hosts of a cluster, horovodrun (over ssh) stops them.
+    On the launcher's machine (namespaced hosts included) it watches the launcher's pid. On every
+    host it watches the job's lease: when the job folder is deleted, or the launcher has not
+    renewed the lease for :data:`LEASE_SECONDS` (by this worker's own clock), it exits.
     """
-    host, _, pid = os.environ.get("LABKIT_PARENT", "").partition(" ")
-    if not pid or host != socket.gethostname():
-        return
-    parent = int(pid)
+    machine, _, pid = os.environ.get("LABKIT_PARENT", "").rpartition(" ")
+    parent = int(pid) if pid.isdigit() and machine == machine_id() else None
+    lease_seconds = float(os.environ.get("LABKIT_LEASE_SECONDS", LEASE_SECONDS))
 
     def watch():
+        last, seen_at = None, time.monotonic()
         while True:
             time.sleep(1.0)
-            if not psutil.pid_exists(parent) or psutil.Process(parent).status() == psutil.STATUS_ZOMBIE:
+            if parent is not None and (not psutil.pid_exists(parent)
+                                       or psutil.Process(parent).status() == psutil.STATUS_ZOMBIE):
                 os._exit(70)
+            if not job.dir.exists():
+                os._exit(71)
+            try:
+                stamp = job.lease.stat().st_mtime
+            except OSError:
+                stamp = None
+            if stamp != last:
+                last, seen_at = stamp, time.monotonic()
+            elif time.monotonic() - seen_at > lease_seconds:
+                os._exit(72)
 
-    threading.Thread(target=watch, daemon=True, name="labkit-parent-watch").start()
+    with contextlib.suppress(psutil.Error):
+        threading.Thread(target=watch, daemon=True, name="labkit-parent-watch").start()
+
+
+def _kill_job_here(job_dir: str) -> int:
+    """``python -m labkit.launch --kill JOB``: kill this machine's workers of the job (teardown by ssh)."""
+    job = _Job(Path(job_dir))
+    ranks = [int(p.suffix[1:]) for p in job.dir.glob("pid.*") if p.suffix[1:].isdigit()]
+    victims = [w for r in ranks if (w := job.local_worker(r))]
+    for p in victims:
+        with contextlib.suppress(psutil.Error):
+            p.kill()
+    psutil.wait_procs(victims, timeout=3)
+    return 0
 
 
 def _worker_main(job_dir: str, plain: bool = False) -> int:
@@ -451,7 +578,7 @@ def _worker_main(job_dir: str, plain: bool = False) -> int:
     job = _Job(Path(job_dir))
     rank = int(os.environ.get("LABKIT_RANK" if plain else "HOROVOD_RANK", "0"))
     job.write_pid(rank)
-    _watch_parent()
+    _watch_parent(job)
     try:
         budget = ThreadBudget(int(os.environ.get("LABKIT_INTRA_OP", "1")), int(os.environ.get("LABKIT_INTER_OP", "1")))
         if plain:
@@ -463,8 +590,10 @@ def _worker_main(job_dir: str, plain: bool = False) -> int:
             from labkit import distributed
 
             ctx = distributed.init(budget)
-            if os.environ.get("LABKIT_PIN_CORES") == "1":
-                pin_to_cores(ctx.local_rank, budget.intra_op)
+            slots = os.environ.get("LABKIT_PIN_CORES")  # each rank's index among its machine's workers
+            if slots:
+                mine = slots.split(",")
+                pin_to_cores(int(mine[ctx.rank]) if ctx.rank < len(mine) else ctx.local_rank, budget.intra_op)
         with open(job.payload(), "rb") as f:
             fn, args, kwargs = cloudpickle.load(f)
         result = fn(*args, **kwargs)
@@ -479,6 +608,8 @@ def _worker_main(job_dir: str, plain: bool = False) -> int:
 
 
 if __name__ == "__main__":
+    if sys.argv[1] == "--kill":
+        sys.exit(_kill_job_here(sys.argv[2]))
     if sys.argv[1] == "--plain":
         sys.exit(_worker_main(sys.argv[2], plain=True))
     sys.exit(_worker_main(sys.argv[1]))

@@ -244,11 +244,15 @@ def test_teardown_never_kills_a_process_that_merely_reused_a_workers_pid(tmp_pat
     job = launch._Job(tmp_path)
     job.write_pid(0)
     assert job.local_worker(0).pid == os.getpid()
-    host, pid, started = job.pid(0).read_text().split()
-    job.pid(0).write_text(f"{host} {pid} {float(started) - 100}")  # same pid, another process
+    host, pid, started, machine = job.pid(0).read_text().split()
+    job.pid(0).write_text(f"{host} {pid} {float(started) - 100} {machine}")  # same pid, another process
     assert job.local_worker(0) is None
-    job.pid(0).write_text(f"some-other-host {pid} {started}")     # a worker on another node
+    job.pid(0).write_text(f"some-other-host {pid} {started} other-machine:1")  # a worker on another machine
     assert job.local_worker(0) is None
+    assert job.where(0) == ("some-other-host", "other-machine:1")
+    # a namespaced "host" of this machine has another hostname but the same machine: still local
+    job.pid(0).write_text(f"h2 {pid} {started} {launch.machine_id()}")
+    assert job.local_worker(0).pid == os.getpid()
 
 
 def test_progress_lines_drive_a_bar_and_stay_out_of_the_output(capsys):
@@ -262,3 +266,46 @@ def test_progress_lines_drive_a_bar_and_stay_out_of_the_output(capsys):
     printed = capsys.readouterr().out
     assert printed.strip() == "hello from rank 0"
     assert out.tail(1) == "hello from rank 1"
+
+
+def test_multi_host_plans_count_workers_per_machine():
+    # horovodrun fills hosts in order; pinning counts each rank among the workers of its machine
+    assert launch._rank_hosts("a:2,b:2", 3) == ["a", "a", "b"]
+    assert launch._machine_slots("a:2,b:2", 4, shared_machine=False) == [0, 1, 0, 1]
+    # namespaced hosts share this machine's cores: every worker needs its own core
+    assert launch._machine_slots("h1:1,h2:1", 2, shared_machine=True) == [0, 1]
+    assert launch._machine_slots(None, 2, shared_machine=False) == [0, 1]
+    assert launch._ssh_args(["-p", "2222", "-i", "/k"])[-4:] == ["-p", "2222", "-i", "/k"]
+
+
+def _sleep_plain(seconds):
+    time.sleep(seconds)
+    return "slept"
+
+
+@pytest.mark.parametrize("how", ["stale lease", "job folder deleted"])
+def test_worker_whose_launcher_is_gone_exits_by_itself(tmp_path, how):
+    """A worker on another host can't see the launcher's pid: the job's lease tells it the launcher is gone."""
+    import cloudpickle
+
+    job = launch._Job(tmp_path / "job")
+    job.dir.mkdir()
+    job.payload().write_bytes(cloudpickle.dumps((_sleep_plain, (300,), {})))
+    job.renew_lease()
+    env = {**os.environ, "LABKIT_RANK": "0", "LABKIT_SIZE": "1", "LABKIT_LEASE_SECONDS": "3",
+           "LABKIT_PARENT": "another-machine:1 1", "PYTHONPATH": os.pathsep.join(sys.path)}
+    proc = subprocess.Popen([sys.executable, "-m", "labkit.launch", "--plain", str(job.dir)], env=env)
+    try:
+        deadline = time.monotonic() + 60
+        while not job.pid(0).exists() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        if how == "job folder deleted":
+            import shutil
+
+            shutil.rmtree(job.dir)
+        code = proc.wait(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert code == (72 if how == "stale lease" else 71)

@@ -9,14 +9,29 @@ from labkit.scaling import model as m
 def test_ring_allreduce_cost_follows_alpha_beta():
     net = m.Network(alpha=1e-5, bandwidth=1e9)
     assert m.allreduce_time(4e6, 1, net) == 0.0  # nothing to exchange alone
-    # 2 workers: 2 hops of latency, and each sends half the buffer twice (= the whole buffer once)
-    assert m.allreduce_time(4e6, 2, net) == pytest.approx(2 * 1e-5 + 4e6 / 1e9)
+    # 2 workers: 2 ring steps + 2 negotiation steps of latency, and each sends half the buffer
+    # twice (= the whole buffer once)
+    assert m.allreduce_time(4e6, 2, net) == pytest.approx(4 * 1e-5 + 4e6 / 1e9)
     # many workers: the bandwidth term tends to 2·N·s/B, the latency term grows linearly
     big = m.allreduce_time(4e6, 1000, m.Network(0.0, 1e9))
     assert big == pytest.approx(2 * 4e6 / 1e9, rel=1e-2)
-    # fused buffers each pay the latency
+    # fused buffers each pay the ring's latency (the negotiation is paid once)
     assert m.allreduce_time(200e6, 3, net, fusion_bytes=64 * 2**20) == pytest.approx(
-        2 * 2 * 1e-5 * 3 + 2 * 2 / 3 * 200e6 / 1e9)
+        (2 * 2 * 3 + 2) * 1e-5 + 2 * 2 / 3 * 200e6 / 1e9)
+
+
+def test_a_shaped_link_as_the_cluster_measured_it():
+    """On tc-shaped links: TCP carries ~0.93 of the nominal rate, and a 2-worker allreduce costs
+    about 8 one-way delays (each ring step a round trip, plus Horovod's negotiation)."""
+    link = m.Network.from_link(100e6, one_way_delay_s=0.005)
+    assert link.bandwidth == pytest.approx(m.TCP_GOODPUT * 100e6 / 8)
+    assert 0.89 <= m.TCP_GOODPUT <= 0.95
+    latency_only = m.allreduce_time(0.0, 2, link)
+    assert latency_only == pytest.approx(8 * 0.005)
+    # a 7.4 MB gradient at 100 Mbit/s: the bandwidth term, at goodput, not at the nominal rate
+    assert m.allreduce_time(7.37e6, 2, m.Network.from_link(100e6)) == pytest.approx(7.37e6 / (0.93 * 12.5e6))
+    measured = m.Network.from_link(100e6, goodput=0.9, base_alpha=1e-4)
+    assert measured.alpha == 1e-4 and measured.bandwidth == pytest.approx(0.9 * 12.5e6)
 
 
 def test_efficiency_falls_with_workers_and_is_one_alone():

@@ -3,6 +3,8 @@
     labkit scale --workers 1 2 --models cnn --batch 32 --steps 30 --trials 2 --out build/scaling
     labkit scale --global-batch 64 ...          # strong scaling
     labkit scale --published                    # the analytic model vs Horovod's published table
+    labkit scale --hosts h1:1,h2:1 --links unshaped 1gbit 100mbit --models cnn mlp
+                                                # the network lesson on a `labkit cluster` (root)
 
 ``labkit.cli`` calls :func:`register` to add the verb.
 """
@@ -20,7 +22,11 @@ DESCRIPTION = (
     "per configuration, with speedup, efficiency, vs_baseline), OUT/curves.csv (one row per step), "
     "OUT/allreduce.csv and OUT/results.json (everything plus environment metadata). With --json, the last "
     "line of stdout is one JSON object {\"out\": ..., \"summary\": [...]}. --published prints the analytic "
-    "model against Horovod's published efficiencies instead (JSON with --json). Exit status 1 if a run failed.")
+    "model against Horovod's published efficiencies instead (JSON with --json). With --links (and optionally "
+    "--hosts of a running 'labkit cluster'), it measures efficiency against link bandwidth on the cluster "
+    "instead: OUT/network.csv (one row per model and link: link, rate_bps, goodput_bps, compute_s, step_s, "
+    "efficiency, predicted_step_s, predicted_efficiency, error, ...), OUT/network.json and OUT/network.png. "
+    "Exit status 1 if a run failed.")
 
 
 def register(subparsers) -> argparse.ArgumentParser:
@@ -47,6 +53,12 @@ def register(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--out", default="build/scaling", help="output folder (default build/scaling)")
     p.add_argument("--json", action="store_true", help="print a JSON summary as the last line")
     p.add_argument("--published", action="store_true", help="only compare the analytic model with Horovod's published table")
+    p.add_argument("--hosts", help="run on these hosts of the running labkit cluster, horovodrun -H syntax "
+                   "(e.g. h1:1,h2:1; default with --links: one worker per cluster host)")
+    p.add_argument("--links", nargs="+", metavar="RATE",
+                   help="link shapes to sweep on the cluster, e.g. unshaped 1gbit 100mbit 10mbit (needs root)")
+    p.add_argument("--delay", help="one-way delay for every shaped link, e.g. 5ms (needs the kernel's netem)")
+    p.add_argument("--cluster", help="which labkit cluster (default: $LABKIT_CLUSTER or the one that is up)")
     p.set_defaults(func=cmd_scale)
     return p
 
@@ -54,6 +66,8 @@ def register(subparsers) -> argparse.ArgumentParser:
 def cmd_scale(args) -> int:
     if args.published:
         return _published(args)
+    if args.links or args.hosts:
+        return _network(args)
     from labkit import launch
     from labkit.scaling import Experiment, run_experiment, summarize
 
@@ -92,4 +106,38 @@ def _published(args) -> int:
         print(table.to_string(index=False, float_format=lambda v: f"{v:.3g}"))
         print(f"fitted: α = {fit.network.alpha * 1e6:.1f} µs per hop, overlap = {fit.overheads.overlap:.2f}, "
               f"jitter = {fit.overheads.jitter:.3f}; largest error {100 * fit.max_error:.1f} points")
+    return 0
+
+
+def _network(args) -> int:
+    """The network lesson: efficiency against link bandwidth on the namespaced cluster."""
+    from labkit import launch
+    from labkit.cluster import netns, network
+
+    problem = netns.root_problem()
+    if problem:
+        print(f"labkit scale --links: {problem}", file=sys.stderr)
+        return 2
+    try:
+        cluster = netns.current(args.cluster)
+        if cluster is None:
+            print("labkit scale --links: no cluster is up; start one with 'labkit cluster up --hosts 2'", file=sys.stderr)
+            return 1
+        exp = network.NetworkSweep(links=args.links or ["unshaped"], models=args.models, delay=args.delay,
+                                   per_worker_batch=args.batch[0], steps=args.steps, warmup_steps=args.warmup,
+                                   threads=args.threads, hosts=args.hosts)
+        table = network.sweep(cluster, exp, timeout=args.timeout, echo=not args.json)
+    except (launch.WorkerError, netns.ClusterError, ValueError) as exc:
+        print(f"labkit scale: {exc}", file=sys.stderr)
+        return 1
+    paths = network.save(table, args.out, exp)
+    fig = network.plot_efficiency_vs_bandwidth(table)
+    fig.savefig(f"{args.out}/network.png", dpi=110)
+    cols = ["model", "link", "goodput_bps", "compute_s", "compute_shared_s", "step_s", "predicted_step_s", "error", "efficiency",
+            "predicted_efficiency"]
+    if args.json:
+        print(json.dumps({"out": str(paths["json"].parent), "table": json.loads(table[cols].to_json(orient="records"))}))
+    else:
+        print(table[cols].to_string(index=False, float_format=lambda v: f"{v:.4g}"))
+        print(f"wrote {paths['csv']}, {paths['json']} and {args.out}/network.png")
     return 0

@@ -9,11 +9,21 @@ One synchronous data-parallel step on ``p`` workers takes
 with the α–β cost of a ring allreduce of N parameters of s bytes over links of bandwidth B,
 sent in ``k`` fused buffers (Horovod's tensor fusion, 64 MiB by default):
 
-    allreduce(p) = 2(p − 1) · α · k  +  2(p − 1)/p · N·s / B
+    allreduce(p) = (2(p − 1) · k + 2) · α  +  2(p − 1)/p · N·s / B
 
-- ``α`` (latency per ring hop) and ``B`` (bandwidth) describe the network; the bandwidth term
+- ``α`` (latency per step) and ``B`` (bandwidth) describe the network; the bandwidth term
   barely grows with p (that is why the ring is "bandwidth-optimal"), the latency term grows
   linearly with p.
+- The latency count, measured on shaped links (labkit's namespaced cluster): a 2-worker
+  allreduce costs about **8 one-way delays**, not 2. Each ring step is a round trip, not a
+  one-way trip (Gloo's receiver first tells the sender its buffer is ready, then the data
+  comes), and before the ring starts Horovod's coordinator negotiates the tensors (requests to
+  rank 0, its response back: two more steps). So on a link with one-way delay d,
+  α ≈ 2d (:meth:`Network.from_link`), and for p = 2: (2 + 2) · 2d = 8d.
+- ``B`` is what TCP really carries, not the nominal link rate: on a link shaped to R bit/s
+  (``tc tbf``), iperf3 measured 0.89–0.95 · R (headers, acknowledgements, the bucket's bursts).
+  :meth:`Network.from_link` takes the measured goodput, or :data:`TCP_GOODPUT` by default; with
+  the nominal rate the model under-predicts step times by 9–21 % on slow links.
 - ``jitter`` is the relative spread of one worker's step time: with p workers a synchronous step
   waits for the slowest, whose delay grows like √(2 ln p) (the expected maximum of p normal
   variables). Without it the model cannot explain why even compute-bound models lose ~10%.
@@ -42,15 +52,33 @@ import pandas as pd
 
 GBIT = 1e9 / 8  # bytes per second in one Gbit/s
 FUSION_BYTES = 64 * 1024 * 1024  # Horovod's default HOROVOD_FUSION_THRESHOLD
+#: TCP goodput as a fraction of a shaped link's nominal rate (iperf3 on tc tbf links: 0.89–0.95).
+TCP_GOODPUT = 0.93
+#: Latency steps Horovod adds to each allreduce: the coordinator's negotiation (requests, response).
+NEGOTIATION_STEPS = 2
+#: One-way delays per latency step: a ring step is a round trip (buffer-ready notice, then data).
+DELAYS_PER_STEP = 2
 
 
 @dataclass(frozen=True)
 class Network:
-    """The interconnect: ``alpha`` seconds per ring hop, ``bandwidth`` in bytes per second."""
+    """The interconnect: ``alpha`` seconds per latency step, ``bandwidth`` in bytes per second."""
 
     alpha: float
     bandwidth: float
     name: str = ""
+
+    @classmethod
+    def from_link(cls, rate_bps: float, one_way_delay_s: float = 0.0, goodput: float = TCP_GOODPUT,
+                  base_alpha: float = 0.0, name: str = "") -> "Network":
+        """A network of links of nominal ``rate_bps`` bits per second and ``one_way_delay_s``.
+
+        ``goodput`` is the fraction of the rate TCP carries (measure it with iperf3, or keep
+        :data:`TCP_GOODPUT`); a latency step costs :data:`DELAYS_PER_STEP` one-way delays plus
+        ``base_alpha``, the software stack's own cost per step (fitted from timed allreduces).
+        """
+        return cls(alpha=base_alpha + DELAYS_PER_STEP * one_way_delay_s, bandwidth=goodput * rate_bps / 8,
+                   name=name or f"{rate_bps / 1e6:g} Mbit/s" + (f", {one_way_delay_s * 1e3:g} ms" if one_way_delay_s else ""))
 
 
 @dataclass(frozen=True)
@@ -77,11 +105,19 @@ class Overheads:
     jitter: float = 0.0
 
 
+def latency_steps(workers, buffers: int = 1):
+    """How many latency steps (α each) an allreduce of ``buffers`` fused buffers takes: 2(p − 1)
+    ring steps per buffer, plus Horovod's negotiation; none alone."""
+    p = np.asarray(workers, dtype=float)
+    return np.where(p > 1, 2 * (p - 1) * buffers + NEGOTIATION_STEPS, 0.0)
+
+
 def allreduce_time(nbytes: float, workers, network: Network, fusion_bytes: float = FUSION_BYTES):
     """Seconds for a ring allreduce of ``nbytes`` on ``workers`` workers (array or scalar)."""
     p = np.asarray(workers, dtype=float)
     buffers = max(1, math.ceil(nbytes / fusion_bytes)) if fusion_bytes else 1
-    return 2 * (p - 1) * network.alpha * buffers + 2 * (p - 1) / p * nbytes / network.bandwidth
+    out = latency_steps(p, buffers) * network.alpha + 2 * (p - 1) / p * nbytes / network.bandwidth
+    return float(out) if out.ndim == 0 else out
 
 
 def predict(workloads: list[Workload], network: Network, overheads: Overheads = Overheads(),
@@ -217,11 +253,11 @@ def fit_published(terms: tuple[str, ...] = ("alpha", "overlap", "jitter"),
 # --------------------------------------------------------------------------------------------
 def fit_alpha_beta(allreduce: pd.DataFrame, name: str = "this machine") -> Network:
     """α and B from timed allreduces (columns ``workers``, ``bytes``, ``seconds``), by least squares on
-    seconds = 2(p−1)·α + 2(p−1)/p · bytes / B."""
+    seconds = (2(p−1) + 2)·α + 2(p−1)/p · bytes / B (one fused buffer each, as timed)."""
     if allreduce.empty:
         raise ValueError("no allreduce timings: run the experiment with calibrate=True and more than one worker")
     p = allreduce["workers"].to_numpy(float)
-    a = np.column_stack([2 * (p - 1), 2 * (p - 1) / p * allreduce["bytes"].to_numpy(float)])
+    a = np.column_stack([latency_steps(p), 2 * (p - 1) / p * allreduce["bytes"].to_numpy(float)])
     (alpha, inv_b), *_ = np.linalg.lstsq(a, allreduce["seconds"].to_numpy(float), rcond=None)
     return Network(alpha=max(float(alpha), 0.0), bandwidth=1.0 / max(float(inv_b), 1e-15), name=name)
 
