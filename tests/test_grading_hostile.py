@@ -177,35 +177,32 @@ ex.values = lambda plans, ns: {n: {"value": 6.0 if n == "t" else 5.0} for n in p
 
 # 4. hidden-test text never reaches the feedback page
 SPY = """
-import base64, inspect, sys, threading, time
+import inspect, sys
 seen = []
 def spy(*args):
     for a in args:
-        seen.append(repr(getattr(a, "raw_cell", a)))
-    for f in inspect.stack()[:25]:
-        seen.append(repr(f.frame.f_locals)[:4000])
-    return None
-for event in ("pre_execute", "pre_run_cell", "post_run_cell", "post_execute"):
+        seen.append(repr(getattr(a, "raw_cell", a))[:1000])
+    for f in inspect.stack()[:10]:
+        seen.append(repr(f.frame.f_locals)[:1000])
+for event in ("pre_execute", "pre_run_cell", "post_run_cell"):
     get_ipython().events.register(event, spy)
-sys.setprofile(lambda frame, event, arg: seen.append(repr(frame.f_locals)[:2000]) if event == "call" else None)
+def profile(frame, event, arg):
+    if event == "call" and frame.f_code.co_name in ("evaluate", "values", "export", "user_expressions", "ev"):
+        seen.append(frame.f_code.co_name + " " + repr(frame.f_locals)[:3000])
+sys.setprofile(profile)
 def total(x):
-    seen.extend(repr(f.frame.f_locals)[:4000] for f in inspect.stack()[:25])
-    seen.append(repr(x))
+    seen.extend(repr(f.frame.f_locals)[:3000] for f in inspect.stack()[:12])
+    seen.append("ARG " + repr(x))
     return float(np.sum(x))
-def leak():
-    while True:
-        print("LEAK", base64.b64encode("\\n".join(seen).encode()).decode())
-        seen.clear()
-        time.sleep(0.2)
-threading.Thread(target=leak, daemon=True).start()
 """
 SPY_LATER = """
-hist = get_ipython().history_manager
-print("IN", In, _ih, Out)
-print("INPUT", [h for h in hist.get_range()] if hasattr(hist, "get_range") else None)
-print("SEEN", "\\n".join(seen))
 import base64
-print("B64", base64.b64encode("\\n".join(seen).encode()).decode())
+sys.setprofile(None)
+caught = [s[:1500] for s in seen if s.startswith(("ARG", "evaluate", "values", "export", "ev "))]
+print("B64", base64.b64encode("\\n".join(caught).encode()).decode())  # (a page shows 20 000 characters per output)
+hist = get_ipython().history_manager
+print("IN", In, _ih)
+print("SEEN", "\\n".join(seen))
 """
 
 # detection
@@ -546,14 +543,13 @@ def test_hidden_test_text_never_reaches_the_feedback_page(hostile):
             assert line not in text, (html.name, line)
         assert "HIDDEN TEST" not in text and "root:" not in text, html.name
     spy = page(hostile, "spy")
-    assert "LEAK" in spy and "IN" in spy  # the spy ran, and printed what it saw ...
-    for blob in [w for w in spy.replace("<", " ").split() if len(w) > 40]:
-        try:
-            decoded = base64.b64decode(blob, validate=True).decode("utf-8", "replace")
-        except ValueError:
-            continue
-        for line in HIDDEN_LINES:  # ... and even encoded, what the kernel saw never held a hidden test
-            assert line not in decoded, line
+    blob = spy.split("B64 ", 1)[1].split("<", 1)[0].split()[0]
+    seen = base64.b64decode(blob).decode("utf-8", "replace")
+    # the spy saw the grader's export requests (its hooks, frames and its own function's arguments) ...
+    assert "ARG array([1., 1., 1., 1., 1.])" in seen and "evaluate" in seen, seen[:2000]
+    for line in HIDDEN_LINES:  # ... and yet, even encoded, what the kernel saw never held a hidden test
+        assert line not in seen, line
+    assert "IN [" in spy and "SEEN" in spy  # and printed it all in a later cell
 
 
 @pytest.mark.slow
