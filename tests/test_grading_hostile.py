@@ -549,7 +549,6 @@ def test_hidden_test_text_never_reaches_the_feedback_page(hostile):
     assert "ARG array([1., 1., 1., 1., 1.])" in seen and "evaluate" in seen, seen[:2000]
     for line in HIDDEN_LINES:  # ... and yet, even encoded, what the kernel saw never held a hidden test
         assert line not in seen, line
-    assert "IN [" in spy and "SEEN" in spy  # and printed it all in a later cell
 
 
 @pytest.mark.slow
