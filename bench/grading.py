@@ -14,8 +14,9 @@ nbgrader pinned below. We also run labkit with one worker: the single-process ba
     .venv/bin/python bench/grading.py --quick    # 4 submissions (about 2 minutes)
 
 Human lines first; the last line is one JSON object with the figures. Where the time goes is
-taken from labkit's own per-submission timings (summary.json): sandbox start-up, kernel
-start and teardown, the slowest cell (the TensorFlow import), the other cells, and the tests.
+taken from labkit's own per-submission timings (summary.json): the sandbox and kernel start,
+the slowest cell (the TensorFlow import), the other cells, the export requests, the client's
+teardown, and the tests.
 """
 from __future__ import annotations
 
@@ -181,13 +182,15 @@ def run_labkit(root: Path, n: int, workers: int) -> dict:
 
     slowest = med("slowest_cell", lambda x: x["slowest_cell"]["seconds"])
     cells = med("cells")
+    client = med("client")
     where = {  # medians per submission, seconds (one submission's own wall time, not the batch's)
         "total": med("seconds"),
         "prepare": med("prepare"),
-        "sandbox_and_python_start": round(med("sandbox") - med("papermill"), 2),
-        "kernel_start_and_teardown": round(med("papermill") - cells, 2),
+        "sandbox_and_kernel_start": med("kernel_start"),
         "tensorflow_import_cell": slowest,
         "other_cells": round(cells - slowest, 2),
+        "exports": med("exports"),
+        "teardown": round(client - med("kernel_start") - cells - med("exports"), 2),
         "tests": med("tests"),
     }
     slow_cells = sorted({x["slowest_cell"]["cell"] for x in t if x.get("slowest_cell")})

@@ -4,10 +4,13 @@ Small steps, one module each (nbgrader-preprocessor style):
 
 - ``authoring``  -- read the instructor's source notebook (solution regions, prompts, tests)
 - ``release``    -- ``labkit release``: the student version (no solutions, no hidden tests)
-- ``prepare``    -- check a submission, restore protected cells, add the export cells
-- ``sandbox``    -- bubblewrap + unprivileged user + limits
-- ``execute``    -- inside the sandbox: papermill with output caps and per-cell timeouts
-- ``export``     -- inside the sandbox: graded values -> plain JSON; the tamper tripwire
+- ``untrusted``  -- everything from a submission or a sandbox: parsed with limits, text cleaned
+- ``plans``      -- what the kernel is asked to compute, without a hidden test's text
+- ``prepare``    -- check a submission, restore protected cells, list the steps to run
+- ``detect``     -- the flagging scan (reads code as Python does)
+- ``sandbox``    -- bubblewrap + unprivileged user + limits; ``slots`` and ``cgroups`` per slot
+- ``client``     -- grader side: drives the sandboxed kernel over ZMQ, collects outputs and exports
+- ``export``     -- inside the kernel: graded values -> plain JSON; the tamper tripwire
 - ``checks``     -- grader side: run tests on plain values; plain-words explanations
 - ``gradebook``  -- SQLite (WAL), one row per submission x test, overrides
 - ``feedback``   -- feedback HTML, grades.csv, lms.csv

@@ -1,44 +1,62 @@
-"""Grade a folder of submissions: prepare -> sandbox -> tests (grader-side) -> gradebook -> feedback.
+"""Grade a folder of submissions: prepare -> sandboxed kernel -> tests (grader side) -> gradebook -> feedback.
 
 ``grade(assignment_dir, submissions_dir, out)`` is what ``labkit grade`` calls. For each
 ``SUBMISSIONS/<student_id>/<notebook>.ipynb`` it:
 
 1. prepares the notebook (:mod:`labkit.grading.prepare`): invalid ones stop here;
-2. runs it with papermill inside the sandbox (:mod:`labkit.grading.sandbox`,
-   :mod:`labkit.grading.execute`); the notebook only *exports* plain values;
+2. runs it: the student's kernel in the sandbox (:mod:`labkit.grading.sandbox`), driven from
+   outside by the grader's notebook client (:mod:`labkit.grading.client`), which collects the
+   outputs and the exported plain values; a failure of that machinery (the kernel doesn't start,
+   a lost message, the sandbox fails) is retried, up to three attempts, and never charged to the
+   student;
 3. runs every test, visible and hidden, in a fresh grader process on those values
    (:mod:`labkit.grading.checks`);
 4. decides the status from what the grader observed, writes the gradebook row set in one
    transaction, and the feedback page.
 
-A student's code failing never makes the grader fail: it becomes a status and a reason.
+One hostile submission never stops a batch: whatever goes wrong on one student, even inside the
+grader, becomes that student's ``crashed`` or ``flagged`` status with a reason, and the batch
+always finishes and writes grades.csv, lms.csv, summary.json and the feedback pages. Every
+grader-side process runs isolated (``python -I``, from ``/``), so no file a student left anywhere
+can be imported by it.
 """
 from __future__ import annotations
 
+import fcntl
 import json
 import os
-import queue
-import shutil
-import stat
 import subprocess
 import sys
 import tempfile
 import time
+import uuid
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import nbformat
-
+import labkit
 from labkit.grading import authoring as au
+from labkit.grading import client
 from labkit.grading import feedback as fb
+from labkit.grading import plans as pl
 from labkit.grading import prepare as prep_mod
 from labkit.grading import sandbox as sb
+from labkit.grading import untrusted
 from labkit.grading.gradebook import Gradebook
+from labkit.grading.slots import Slots
 
 STATUSES = ("graded", "timeout", "crashed", "invalid", "flagged")
-MAX_VALUES_BYTES = 32 * 1024 * 1024
-MAX_EXECUTED_BYTES = 64 * 1024 * 1024
+MAX_ATTEMPTS = 3          # a submission whose run fails for the grader's reasons is tried this often
+STARTUP_TIMEOUT = 300     # seconds for the sandbox and its kernel to come up (one that fails exits at once;
+                          # a slow start is a loaded machine, not a reason to give up)
+MAX_REPORT_BYTES = 512 * 1024 * 1024
+RETRY_MARK = "retry:"     # tests_digest prefix of a row the next run must grade again
+
+#: Test hook: inject machinery faults, ``{student_id: {attempt: fault}}`` with fault one of
+#: ``{"kernel": "fail"}`` (the kernel can't start), ``{"sandbox": "fail"}`` (bwrap can't set up),
+#: ``{"drop": {"step": i, "what": ["reply", "idle"]}}`` (the client loses those messages of step i),
+#: ``{"crash_client": True}``. Empty in real use.
+FAULTS: dict = {}
 
 
 @dataclass
@@ -51,6 +69,20 @@ class Graded:
     seconds: float
     executed: dict | None = None
     timings: dict = field(default_factory=dict)
+    machinery: bool = False   # the grader failed on it: recorded so that the next run grades it again
+
+
+@dataclass
+class Entry:
+    """One item of SUBMISSIONS/: its folder, the student id it stands for, and why it can't be graded."""
+
+    folder: Path
+    student: str
+    problem: str | None = None
+
+
+class GraderError(RuntimeError):
+    """Something in the grader failed on one submission (not the student's doing)."""
 
 
 def allowed_data(assignment: au.Assignment) -> dict[str, Path]:
@@ -68,33 +100,52 @@ def allowed_data(assignment: au.Assignment) -> dict[str, Path]:
     return found
 
 
-def read_untrusted(path: Path, limit: int, root: Path | None = None) -> bytes | None:
-    """A file the sandbox wrote: only a regular file inside ``root``, never through a link, at most
-    ``limit`` bytes. (The sandbox is dead by then, so nothing can swap the file under us.)"""
-    if root is not None and not os.path.realpath(path).startswith(os.path.realpath(root) + os.sep):
-        return None  # a folder on the way was replaced by a link out of the working folder
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
-    except OSError:
-        return None
-    try:
-        st = os.fstat(fd)
-        if not stat.S_ISREG(st.st_mode) or st.st_size > limit:
-            return None
-        with os.fdopen(fd, "rb", closefd=False) as fh:
-            return fh.read(limit + 1)[:limit]
-    finally:
-        os.close(fd)
+# --- grader-side processes -----------------------------------------------------------------------
+def grader_argv(module: str) -> list[str]:
+    """A grader-side Python process running ``module.main()``: isolated mode (``-I``: no current
+    folder, no PYTHON* variables, no user site on its import path); labkit itself is found through
+    the environment, or else through its own folder, appended *after* the standard library."""
+    root = str(Path(labkit.__file__).resolve().parent.parent)
+    code = f"import sys; sys.path.append({root!r}); from {module} import main; sys.exit(main())"
+    return [sys.executable, "-I", "-c", code]
 
 
-def run_tests(tests: list[au.Test], values: dict[str, list[str]], timeout: float = 300) -> list[dict]:
+def run_grader_process(module: str, job: dict, timeout: float) -> subprocess.CompletedProcess:
+    """Run a grader-side process from ``/`` with ``job`` as JSON on stdin."""
+    return subprocess.run(grader_argv(module), input=untrusted.dumps(job).encode(), capture_output=True,
+                          timeout=timeout, cwd="/", env={**os.environ, "PYTHONDONTWRITEBYTECODE": "1"})
+
+
+def _last_json_line(stdout: bytes, what: str):
+    lines = stdout.strip().splitlines()
+    if not lines:
+        raise GraderError(f"{what} printed nothing")
+    try:
+        return untrusted.loads(lines[-1], MAX_REPORT_BYTES, what=what)
+    except untrusted.Untrusted as exc:
+        raise GraderError(str(exc)) from None
+
+
+def run_tests(tests: list[au.Test], values: dict[str, list], timeout: float = 300) -> list[dict]:
     """Hidden and visible tests in a fresh grader process (plain python: no kernel, no student code)."""
-    job = json.dumps({"tests": [t.__dict__ for t in tests], "values": values})
-    proc = subprocess.run([sys.executable, "-m", "labkit.grading.checks"], input=job, capture_output=True,
-                          text=True, timeout=timeout, env={**os.environ, "PYTHONDONTWRITEBYTECODE": "1"})
+    job = {"tests": [t.__dict__ for t in tests], "values": values}
+    try:
+        proc = run_grader_process("labkit.grading.checks", job, timeout)
+    except subprocess.TimeoutExpired:
+        raise GraderError(f"the tests did not finish within {timeout:g} s") from None
     if proc.returncode != 0:
-        raise RuntimeError(f"the test runner failed: {proc.stderr[-2000:]}")
-    return json.loads(proc.stdout.strip().splitlines()[-1])
+        tail = untrusted.clean_text(proc.stderr.decode("utf-8", "replace")[-600:])
+        raise GraderError(f"the test runner failed (exit {proc.returncode}): {tail}")
+    results = _last_json_line(proc.stdout, "the test runner's answer")
+    by_id = {t.id: t for t in tests}
+    if type(results) is not list or len(results) != len(tests) or any(
+            type(r) is not dict or r.get("test_id") not in by_id or type(r.get("passed")) is not bool
+            or type(r.get("message")) is not str for r in results):
+        raise GraderError("the test runner's answer has the wrong shape")
+    for r in results:
+        t = by_id[r["test_id"]]
+        r.update(question=t.question, hidden=t.hidden, max_points=t.points, points=t.points if r["passed"] else 0.0)
+    return results
 
 
 def failed_results(tests: list[au.Test], why: str) -> list[dict]:
@@ -102,141 +153,318 @@ def failed_results(tests: list[au.Test], why: str) -> list[dict]:
              "hidden": t.hidden, "message": f"{t.message} (not run: {why})"} for t in tests]
 
 
-def _student_cell(nb: dict | None, index) -> str:
-    """"cell N" (the student's numbering) for cell ``index`` of the notebook the sandbox ran; the
-    runner's indices refer to the prepared notebook (papermill's executed copy adds marker cells)."""
-    try:
-        n = nb["cells"][index]["metadata"]["labkit"].get("student_cell")
-        return f"cell {n}" if n else "a grader cell"
-    except (TypeError, KeyError, IndexError, AttributeError):
-        return "a cell"
+# --- one submission ------------------------------------------------------------------------------
+def _limits(settings: dict, workers: int) -> sb.Limits:
+    limits = sb.Limits.from_settings(settings)
+    limits.cpus = max(1.0, (os.cpu_count() or 1) / max(1, workers))
+    return limits
 
 
-def cell_timings(executed: dict | None, report: dict) -> dict:
-    """Where a run's time went: papermill (kernel start + cells + teardown), the cells, the slowest cell.
+def build_job(prep: prep_mod.Prepared, assignment: au.Assignment, ipc: Path, setup: sb.SlotSetup | None,
+              limits: sb.Limits, fault: dict) -> dict:
+    """The notebook client's job: the sandbox's command line, the steps, the limits."""
+    settings = assignment.settings
+    kernel = sb.kernel_argv(conn_dir=sb.KERNEL_DIR if setup else str(ipc))
+    if fault.get("kernel") == "fail":  # test hook: a kernel that can't start
+        kernel[kernel.index("-m") + 1] = "labkit.grading.no_such_kernel"
+    job = {"ipc_host": str(ipc), "steps": prep.steps, "final": prep.final,
+           "cell_timeout": float(settings["cell_timeout"]), "timeout": float(settings["timeout"]),
+           "startup_timeout": STARTUP_TIMEOUT, "max_output": int(settings["max_output_mb"] * 1024 * 1024),
+           "disk": {"max_bytes": int(settings["max_disk_mb"] * 1024 * 1024), "max_files": int(settings["max_files"])},
+           "faults": {k: v for k, v in fault.items() if k in ("drop", "crash_client")}, "parent_pid": os.getpid()}
+    data = allowed_data(assignment)
+    if setup is not None:
+        cmd = sb.command(None, kernel, setup.uid, setup.gid, data, limits, ipc=ipc, info_fd=True)
+        if fault.get("sandbox") == "fail":  # test hook: bwrap can't set the sandbox up
+            cmd[1:1] = ["--ro-bind", "/nonexistent/labkit-fault-injection", "/labkit-fault"]
+        job.update(argv=sb.limited(cmd, limits, setup.joins), kernel_ip=f"{sb.KERNEL_DIR}/k", uid=setup.uid,
+                   gid=setup.gid, memory={"limit_bytes": limits.sandbox_memory_bytes,
+                                          "cgroup": str(setup.memory_dir) if setup.memory_dir else None,
+                                          "watch_uid": None if setup.memory_dir else setup.uid})
+    else:  # development without root: no isolation at all (the CLI says so)
+        work = ipc.parent / f"{ipc.name}-work"
+        work.mkdir()
+        for rel, src in data.items():
+            (work / rel).parent.mkdir(parents=True, exist_ok=True)
+            (work / rel).symlink_to(src)
+        job.update(argv=sb.limited(kernel, limits, [], nproc=False), kernel_ip=f"{ipc}/k", uid=None, gid=None,
+                   cwd=str(work), memory={"limit_bytes": limits.sandbox_memory_bytes, "cgroup": None,
+                                          "watch_uid": None})
+    return job
 
-    From papermill's per-cell durations in the executed notebook (untrusted, used for figures only).
-    """
-    out = {"papermill": report.get("seconds")}
-    cells = []
-    for i, cell in enumerate((executed or {}).get("cells", []) if isinstance(executed, dict) else []):
-        try:
-            d = float(cell["metadata"]["papermill"]["duration"] or 0)
-        except (KeyError, TypeError, ValueError):
-            continue
-        cells.append((d, i))
-    if cells:
-        out["cells"] = round(sum(d for d, _ in cells), 2)
-        d, i = max(cells)
-        out["slowest_cell"] = {"cell": _student_cell(executed, i), "seconds": round(d, 2)}
+
+REPORT_TYPES = {  # what the grader reads from the client's report, with the value used when it is odd
+    "status": (str, "machinery"), "why": (str, ""), "timed_out": (list, []), "outputs": (dict, {}),
+    "exports": (dict, {}), "final": (dict, None), "tamper": (list, None), "guard": (bool, None),
+    "truncated": (bool, False), "lost_output": (bool, False), "exports_too_large": (bool, False),
+    "disk_exceeded": (bool, False),
+    "memory_exceeded": (bool, False), "oom_kills": (int, 0), "peak_memory_mb": (float, None),
+    "exit_status": (int, None), "recovered": (int, 0), "malformed_messages": (int, 0), "timings": (dict, {}),
+    "stderr_tail": (str, ""),
+}
+
+
+def read_report(report) -> dict:
+    """The client's report with every field of the type the grader expects (odd values replaced).
+
+    The client is the grader's own code, but what it reports was computed from messages a student
+    controlled: validated once here, so that nothing after this point meets a surprise."""
+    report = report if type(report) is dict else {}
+    out = {}
+    for key, (kind, default) in REPORT_TYPES.items():
+        value = report.get(key, default)
+        if kind is float and type(value) is int:
+            value = float(value)
+        ok = type(value) is kind and not (kind is int and type(value) is bool)
+        out[key] = value if ok else default
+    if out["status"] not in ("ok", "timeout", "crashed", "machinery"):
+        out["status"] = "machinery"
+    stopped = report.get("stopped_at")
+    out["stopped_at"] = stopped if stopped == "final" or (type(stopped) is int and stopped >= 0) else None
+    out["timed_out"] = [s for s in out["timed_out"] if type(s) is int]
+    out["why"] = untrusted.clean_text(out["why"])[:1000]
     return out
 
 
-def grade_one(folder: Path, assignment: au.Assignment, slot: int, workroot: Path, sandbox: bool = True,
-              workers: int = 1) -> Graded:
-    """Grade one submission folder; never raises because of the student's code."""
-    start = time.perf_counter()
-    settings = assignment.settings
-    prep = prep_mod.prepare(folder, assignment)
-    if prep.invalid:
-        return Graded(prep.student, prep.digest, "invalid", prep.invalid, failed_results(assignment.tests, "invalid"),
-                      round(time.perf_counter() - start, 2))
-    work = Path(tempfile.mkdtemp(prefix=f"{slot}-", dir=workroot))
-    timings = {"prepare": round(time.perf_counter() - start, 2)}
+def run_client(job: dict) -> dict:
+    """Run the notebook client on a job; its report, or a ``machinery`` report saying why there is none."""
+    backstop = job["startup_timeout"] + job["timeout"] + 180
     try:
-        (work / ".labkit" / "values").mkdir(parents=True)
-        nbformat.write(prep.notebook, work / assignment.notebook)
-        data = allowed_data(assignment)
-        for rel in data:  # mount points (bwrap binds the real files read-only over them)
-            target = work / rel
-            target.parent.mkdir(parents=True, exist_ok=True)
-            target.mkdir(exist_ok=True) if data[rel].is_dir() else target.touch()
-        argv = [sys.executable, "-m", "labkit.grading.execute", assignment.notebook, ".labkit/executed.ipynb",
-                "--cell-timeout", str(int(settings["cell_timeout"])),
-                "--max-output", str(int(settings["max_output_mb"] * 1024 * 1024))]
-        limits = sb.Limits.from_settings(settings)
-        limits.cpus = max(1.0, (os.cpu_count() or 1) / max(1, workers))
-        outcome = sb.run(work, argv, slot, limits, data=data, sandbox=sandbox)
-        timings["sandbox"] = outcome.seconds
-        report = {}
-        for line in outcome.stdout.splitlines():
-            if line.startswith("LABKIT-REPORT "):
-                try:
-                    report = json.loads(line[len("LABKIT-REPORT "):])
-                except json.JSONDecodeError:
-                    pass
-        raw_nb = read_untrusted(work / ".labkit" / "executed.ipynb", MAX_EXECUTED_BYTES, work)
-        try:
-            executed = json.loads(raw_nb) if raw_nb else None
-        except (json.JSONDecodeError, UnicodeDecodeError):
-            executed = None
-        timings.update(cell_timings(executed, report))
-        values: dict[str, list[str]] = {}
-        for q in assignment.questions:
-            for name in (f"{q}.json", f"final-{q}.json"):
-                raw = read_untrusted(work / ".labkit" / "values" / name, MAX_VALUES_BYTES, work)
-                if raw:
-                    values.setdefault(q, []).append(raw.decode("utf-8", "replace"))
-        guard = read_untrusted(work / ".labkit" / "values" / "guard.json", 1_000_000, work)
-        t0 = time.perf_counter()
-        results = run_tests(assignment.tests, values)
-        timings["tests"] = round(time.perf_counter() - t0, 2)
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
+        proc = run_grader_process("labkit.grading.client", job, backstop)
+    except subprocess.TimeoutExpired:
+        return read_report({"status": "machinery", "why": f"the notebook client did not finish within {backstop:g} s"})
+    if proc.returncode != 0:
+        tail = untrusted.clean_text(proc.stderr.decode("utf-8", "replace")[-400:]).strip()
+        return read_report({"status": "machinery", "why": f"the notebook client failed (exit {proc.returncode}): {tail}"})
+    try:
+        report = _last_json_line(proc.stdout, "the notebook client's report")
+    except GraderError as exc:
+        return read_report({"status": "machinery", "why": str(exc)})
+    if type(report) is not dict or report.get("status") not in ("ok", "timeout", "crashed", "machinery"):
+        return read_report({"status": "machinery", "why": "the notebook client's report has the wrong shape"})
+    return read_report(report)
 
+
+def _where(prep: prep_mod.Prepared, stopped_at) -> str:
+    """Where a run stopped, in the student's words."""
+    if stopped_at == "final":
+        return "the final export (it calls your code)"
+    if type(stopped_at) is int and 0 <= stopped_at < len(prep.steps):
+        step = prep.steps[stopped_at]
+        return f"cell {step['cell']}" if "cell" in step else f"the export of {step['export']} (it calls your code)"
+    return "a cell"
+
+
+def executed_notebook(prep: prep_mod.Prepared, report: dict) -> dict:
+    """The student's cells, as run, with the outputs the client kept (for the feedback page)."""
+    outputs = report.get("outputs") if type(report.get("outputs")) is dict else {}
+    by_pos = {s["pos"]: outputs.get(str(i)) for i, s in enumerate(prep.steps) if "cell" in s}
+    cells = []
+    for pos, (cell, key) in enumerate(prep.cells):
+        if cell.cell_type == "code" and pos not in by_pos:
+            continue  # a visible test cell: its checks ran in the grader
+        outs = by_pos.get(pos)
+        cells.append({"cell_type": cell.cell_type, "source": cell.source,
+                      "outputs": outs if type(outs) is list else []})
+    return {"cells": cells}
+
+
+def _values(report: dict) -> dict[str, list]:
+    """Per question, the exported payloads in order: the ones at the question, then the final one."""
+    values: dict[str, list] = {}
+    exports = report.get("exports") if type(report.get("exports")) is dict else {}
+    for q, payloads in exports.items():
+        if type(payloads) is list:
+            values.setdefault(q, []).extend(p for p in payloads if type(p) is dict)
+    final = report.get("final") if type(report.get("final")) is dict else {}
+    for q, vals in final.items():
+        if type(vals) is dict:
+            values.setdefault(q, []).append({"values": vals})
+    return values
+
+
+def decide(prep: prep_mod.Prepared, report: dict, settings: dict) -> tuple[str, list[str], list[str]]:
+    """The status and the reason's parts, from what the grader observed (never from what the kernel said)."""
     notes, flags = list(prep.notes), list(prep.flags)
     status = "graded"
-    if guard:
-        try:
-            tamper = json.loads(guard).get("tamper", [])
-            flags += [f"at run time: {str(t)[:200]}" for t in tamper[:10]]
-        except (json.JSONDecodeError, AttributeError):
-            flags.append("the tripwire's report was unreadable")
-    crashed = None
-    if outcome.timed_out:
+    stopped, why = report.get("status"), report.get("why")
+    where = _where(prep, report.get("stopped_at"))
+    timed_out = report["timed_out"]
+    if stopped == "timeout" and why == "wall":
         status = "timeout"
-        notes.insert(0, f"the notebook ran past the {settings['timeout']} s time limit and was stopped; "
+        notes.insert(0, f"the notebook ran past the {settings['timeout']} s time limit and was stopped at {where}; "
                         "values exported before that were graded")
-    elif report.get("timed_out"):
+    elif stopped == "timeout":
         status = "timeout"
-        cells = ", ".join(_student_cell(prep.notebook, i) for i in report["timed_out"])
-        notes.insert(0, f"{cells} ran past the {settings['cell_timeout']} s per-cell limit and "
-                        "was interrupted; the other cells ran")
-    if outcome.disk_exceeded:
-        status = "crashed"
-        notes.insert(0, f"the notebook wrote more than {settings['max_disk_mb']} MB or {settings['max_files']} "
-                        "files and was stopped; values exported before that were graded")
-    elif not outcome.timed_out and (not report or report.get("status") == "crashed"):
-        crashed = _student_cell(prep.notebook, report.get("cell")) if report else "a cell"
+        notes.insert(0, f"{where} ran past the {settings['cell_timeout']} s per-cell limit and ignored the "
+                        "interrupt; the notebook was stopped there; values exported before that were graded")
+    elif timed_out:
+        status = "timeout"
+        cells = ", ".join(_where(prep, s) for s in timed_out)
+        notes.insert(0, f"{cells} ran past the {settings['cell_timeout']} s per-cell limit and was interrupted; "
+                        "the other cells ran")
+    memory_mb = settings["memory_mb"]
+    if stopped == "crashed":
+        if why == "disk":
+            what = (f"the notebook wrote more than {settings['max_disk_mb']} MB or {settings['max_files']} files "
+                    "and was stopped")
+        elif why == "memory" or report.get("oom_kills"):
+            what = (f"the notebook used more memory than allowed (about {memory_mb} MB for all its processes "
+                    f"together) and was stopped at {where}")
+        else:
+            code = report.get("exit_status")
+            what = (f"the kernel died while running {where} (os._exit, exit(), a crash, or the memory/CPU limit"
+                    + (f"; exit status {code}" if type(code) is int else "") + ")")
         if status == "graded":
             status = "crashed"
-        notes.insert(0 if status == "crashed" else 1,
-                     f"the kernel died while running {crashed} (os._exit, exit(), a crash, or the memory/CPU "
-                     "limit); values exported before that were graded")
+        notes.insert(0 if status == "crashed" else 1, f"{what}; values exported before that were graded")
+    elif report.get("oom_kills"):
+        notes.append(f"a process of the notebook was stopped at the memory limit (about {memory_mb} MB for all "
+                     "its processes together)")
+    if stopped == "ok":  # the run went to the end: the final export and the tripwire must have answered
+        if report.get("final") is None:
+            flags.append("the final export did not answer (its reply was missing or not the grader's)")
+        if report.get("tamper") is None:
+            flags.append("the tripwire did not report")
+    if report.get("guard") is False:
+        flags.append("the tripwire could not start")
+    tamper = report.get("tamper") if type(report.get("tamper")) is list else []
+    flags += [f"at run time: {str(t)[:200]}" for t in tamper[:10]]
+    if report.get("malformed_messages"):
+        flags.append(f"its kernel sent {report['malformed_messages']} message(s) the grader could not read "
+                     "(forged or corrupt)")
+    if report["exports_too_large"]:
+        notes.append(f"the values to grade came to more than {client.EXPORTS_MAX_BYTES // 2**20} MB; later ones "
+                     "were not received")
     if report.get("truncated"):
         notes.append(f"output beyond {settings['max_output_mb']} MB was dropped")
+    elif report.get("lost_output"):
+        notes.append("some output was too large (or came too fast) to keep and was dropped")
     if flags:
         status = "flagged"
         notes = [f"flagged for review: {'; '.join(flags)}"] + notes
-    reason = "; ".join(notes)
-    return Graded(prep.student, prep.digest, status, reason[:2000], results, round(time.perf_counter() - start, 2),
-                  executed, timings)
+    return status, notes, flags
 
 
-def remove_stale_workroots() -> None:
-    """Working folders left by a grader that was killed (``kill -9``): its pid is gone."""
-    for root in Path(tempfile.gettempdir()).glob("labkit-grade-*"):
+def grade_one(folder: Path, assignment: au.Assignment, slot: int, workroot: Path, sandbox: bool = True,
+              workers: int = 1, plans: dict | None = None) -> Graded:
+    """Grade one submission folder; never raises because of the student's code."""
+    start = time.perf_counter()
+    settings = assignment.settings
+    plans = plans if plans is not None else pl.compile_exports(assignment)
+    prep = prep_mod.prepare(folder, assignment, plans)
+    if prep.invalid:
+        return Graded(prep.student, prep.digest, "invalid", prep.invalid, failed_results(assignment.tests, "invalid"),
+                      round(time.perf_counter() - start, 2))
+    timings = {"prepare": round(time.perf_counter() - start, 2)}
+    limits = _limits(settings, workers)
+    faults = FAULTS.get(prep.student, {})
+    failures = []
+    for attempt in range(MAX_ATTEMPTS):
+        ipc = workroot / f"kernel-{slot}-{uuid.uuid4().hex[:8]}"
+        ipc.mkdir(mode=0o700)
+        setup = sb.prepare_slot(slot, limits) if sandbox else None
         try:
-            pid = int((root / "grader.pid").read_text())
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            shutil.rmtree(root, ignore_errors=True)
-        except (OSError, ValueError):
-            continue  # not ours to judge (no pid file yet, or another user's)
+            job = build_job(prep, assignment, ipc, setup, limits, faults.get(attempt, {}))
+            report = run_client(job)
+        finally:
+            if setup is not None and setup.group is not None:
+                setup.group.remove()
+            untrusted.remove_tree(ipc)
+            untrusted.remove_tree(ipc.parent / f"{ipc.name}-work")
+        if report.get("status") != "machinery":
+            break
+        failures.append(untrusted.clean_text(str(report.get("why")))[:300])
+        time.sleep(0.5 * (attempt + 1))
+    else:
+        reason = (f"flagged for review: the grader could not run this notebook in {len(failures)} attempts (a fault "
+                  f"of the grader, or tampering with it; grading again will retry it): {' | '.join(failures)}")
+        return Graded(prep.student, prep.digest, "flagged", reason[:2000],
+                      failed_results(assignment.tests, "the grader failed"), round(time.perf_counter() - start, 2),
+                      None, {**timings, "attempts": MAX_ATTEMPTS, "machinery": failures}, machinery=True)
+    client_t = report.get("timings") if type(report.get("timings")) is dict else {}
+    timings.update({k: v for k, v in client_t.items() if type(v) in (int, float)})
+    timings.update(attempts=len(failures) + 1, sandbox=client_t.get("client"),
+                   papermill=client_t.get("client"), peak_memory_mb=report.get("peak_memory_mb"),
+                   recovered_messages=report.get("recovered", 0))
+    slow = client_t.get("slowest_step")
+    if type(slow) is int and 0 <= slow < len(prep.steps):
+        timings["slowest_cell"] = {"cell": _where(prep, slow), "seconds": client_t.get("slowest_seconds")}
+    if failures:
+        timings["machinery"] = failures
+    status, notes, _ = decide(prep, report, settings)
+    if failures:
+        notes.append(f"graded on attempt {len(failures) + 1}: the grader's own machinery failed before "
+                     f"({failures[0][:120]})")
+    t0 = time.perf_counter()
+    try:
+        results = run_tests(assignment.tests, _values(report))
+    except GraderError as exc:
+        results = failed_results(assignment.tests, "the tests could not run")
+        status = "flagged"
+        notes.insert(0, f"flagged for review: the tests could not be run on the exported values: {exc}")
+    timings["tests"] = round(time.perf_counter() - t0, 2)
+    reason = untrusted.clean_text("; ".join(notes))
+    return Graded(prep.student, prep.digest, status, reason[:2000], results, round(time.perf_counter() - start, 2),
+                  executed_notebook(prep, report), timings)
+
+
+# --- the batch -----------------------------------------------------------------------------------
+def remove_stale_workroots(where: Path | None = None) -> None:
+    """Working folders left by a grader that was killed (``kill -9``): nobody holds their lock any more.
+    Never raises, whatever a folder holds (links, any depth, odd names)."""
+    for root in Path(where or tempfile.gettempdir()).glob("labkit-grade-*"):
+        try:
+            st = os.lstat(root)
+            if not os.path.isdir(root) or os.path.islink(root) or st.st_uid != os.geteuid():
+                continue
+            if (root / "grader.lock").exists():
+                fd = os.open(root / "grader.lock", os.O_RDWR | os.O_NOFOLLOW | os.O_CLOEXEC)
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except BlockingIOError:
+                    continue  # its grader is alive
+                finally:
+                    os.close(fd)
+            else:  # a folder of an older grader: judged by its pid
+                try:
+                    pid = int(untrusted.read_file(root / "grader.pid", 32).decode("ascii", "replace").strip())
+                    os.kill(pid, 0)
+                    continue
+                except ProcessLookupError:
+                    pass
+                except (OSError, ValueError, untrusted.Untrusted):
+                    continue  # not ours to judge (no pid file yet, or another user's)
+            untrusted.remove_tree(root)
+        except Exception:  # noqa: BLE001 -- one odd folder must not stop grading
+            continue
+
+
+def _short_tmp() -> str | None:
+    """Where the working folder goes: the temp folder, unless its path is so long that the kernel's
+    socket paths would pass the 107 bytes a unix socket's path may have (then /tmp)."""
+    return "/tmp" if len(tempfile.gettempdir()) > 48 and os.path.isdir("/tmp") else None
+
+
+def list_submissions(submissions: Path) -> list[Entry]:
+    """Every entry of SUBMISSIONS/ a student could stand for (links included, to be refused)."""
+    entries = []
+    with os.scandir(submissions) as it:
+        for e in it:
+            if e.name.startswith("."):
+                continue
+            student = untrusted.student_id(e.name)[0]  # an odd name is graded, and flagged (prepare)
+            if e.is_symlink():
+                entries.append(Entry(Path(e.path), student, "the submission folder is a link (links are never "
+                                                            "followed)"))
+            elif e.is_dir(follow_symlinks=False):
+                entries.append(Entry(Path(e.path), student))
+    return sorted(entries, key=lambda e: e.student)
 
 
 def find_students(submissions: Path) -> list[Path]:
-    return sorted(p for p in submissions.iterdir() if p.is_dir() and not p.name.startswith("."))
+    """The submission folders that can be graded (real folders, not links)."""
+    return [e.folder for e in list_submissions(submissions) if e.problem is None]
 
 
 def _write_outputs(gb: Gradebook, assignment: au.Assignment, out: Path) -> list[dict]:
@@ -246,43 +474,96 @@ def _write_outputs(gb: Gradebook, assignment: au.Assignment, out: Path) -> list[
     return rows
 
 
+def _record(gb: Gradebook, assignment: au.Assignment, tests_digest: str, g: Graded, out: Path,
+            secrets: list[str]) -> dict:
+    """Write one submission's rows and feedback page; a failure here becomes the student's flagged row."""
+    digest = (RETRY_MARK + tests_digest) if g.machinery else tests_digest
+    try:
+        gb.record(assignment.name, g.student, g.digest, digest, g.status, g.reason, assignment.max_score,
+                  g.seconds, g.results)
+    except Exception as exc:  # noqa: BLE001
+        g = Graded(g.student, g.digest, "flagged", f"flagged for review: the gradebook refused this result "
+                   f"({type(exc).__name__}: {untrusted.clean_text(str(exc))[:200]})",
+                   failed_results(assignment.tests, "not recorded"), g.seconds, None, g.timings, machinery=True)
+        gb.record(assignment.name, g.student, g.digest, RETRY_MARK + tests_digest, g.status, g.reason,
+                  assignment.max_score, g.seconds, g.results)
+    row = gb.submission(assignment.name, g.student)
+    page = out / "feedback" / f"{g.student}.html"
+    try:
+        text = fb.render_feedback(assignment.name, row, gb.results(assignment.name, g.student), g.executed, secrets)
+    except Exception as exc:  # noqa: BLE001 -- a page without the notebook beats no page
+        text = fb.render_feedback(assignment.name, row, gb.results(assignment.name, g.student), None, secrets,
+                                  note=f"the notebook could not be shown ({type(exc).__name__})")
+    page.write_text(text, encoding="utf-8", errors="backslashreplace")
+    return row
+
+
 def grade(assignment_dir: str | Path, submissions: str | Path, out: str | Path, workers: int = 1,
           force: bool = False, sandbox: bool = True, echo=print, progress: bool = True,
           gradebook: str | Path | None = None) -> dict:
     """Grade every submission; write the gradebook, grades.csv, lms.csv, feedback/ and summary.json."""
     assignment = au.load_assignment(assignment_dir)
+    plans = pl.compile_exports(assignment)
+    allowed_data(assignment)  # an authoring mistake stops the grader before anything runs
     out, submissions = Path(out), Path(submissions)
+    entries = list_submissions(submissions)
     out.mkdir(parents=True, exist_ok=True)
     (out / "feedback").mkdir(exist_ok=True)
-    if sandbox:
-        reason = sb.available()
-        if reason:
-            raise sb.SandboxUnavailable(reason)
-        sb.self_test()
+    workers = max(1, workers)
+    try:
+        slots = Slots(workers)
+    except (RuntimeError, OSError) as exc:
+        raise sb.SandboxUnavailable(str(exc)) from exc
+    try:
+        if sandbox:
+            reason = sb.available()
+            if reason:
+                raise sb.SandboxUnavailable(reason)
+            sb.self_test(slots.numbers[0])
+        return _grade_all(assignment, plans, entries, out, slots, workers, force, sandbox, echo, progress, gradebook)
+    finally:
+        slots.close()
+
+
+def _grade_all(assignment, plans, entries, out, slots, workers, force, sandbox, echo, progress, gradebook) -> dict:
     gb = Gradebook(gradebook or out / "gradebook.sqlite")
     tests_digest = assignment.tests_digest()
-    students = find_students(submissions)
-    todo, skipped = [], 0
-    for folder in students:
-        digest = prep_mod.read_submission(folder, assignment)[0].digest
-        if not force and gb.is_current(assignment.name, folder.name, digest, tests_digest):
+    secrets = fb.hidden_texts(assignment, plans)
+    todo, skipped, invalid_now = [], 0, []
+    for e in entries:
+        if e.problem:
+            invalid_now.append(Graded(e.student, "bad-entry", "invalid", e.problem,
+                                      failed_results(assignment.tests, "invalid"), 0.0))
+            continue
+        try:
+            digest = prep_mod.read_submission(e.folder, assignment)[0].digest
+        except Exception:  # noqa: BLE001 -- graded (and explained) below
+            digest = "unreadable"
+        if not force and gb.is_current(assignment.name, e.student, digest, tests_digest):
             skipped += 1
         else:
-            todo.append(folder)
-    echo(f"grading {assignment.name}: {len(students)} submissions, {len(todo)} to grade, "
+            todo.append(e)
+    echo(f"grading {assignment.name}: {len(entries)} submissions, {len(todo) + len(invalid_now)} to grade, "
          f"{skipped} unchanged since the last run; {workers} worker(s), sandbox {'on' if sandbox else 'OFF'}")
     remove_stale_workroots()
-    workroot = Path(tempfile.mkdtemp(prefix="labkit-grade-"))
+    remove_stale_workroots(Path("/tmp"))
+    workroot = Path(tempfile.mkdtemp(prefix="labkit-grade-", dir=_short_tmp()))
     os.chmod(workroot, 0o711)
+    lock = os.open(workroot / "grader.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    fcntl.flock(lock, fcntl.LOCK_EX)
     (workroot / "grader.pid").write_text(str(os.getpid()))
-    slots: queue.Queue = queue.Queue()
-    for i in range(max(1, workers)):
-        slots.put(i)
 
-    def task(folder: Path) -> Graded:
+    def task(entry: Entry) -> Graded:
         slot = slots.get()
+        t0 = time.perf_counter()
         try:
-            return grade_one(folder, assignment, slot, workroot, sandbox=sandbox, workers=workers)
+            return grade_one(entry.folder, assignment, slot, workroot, sandbox=sandbox, workers=workers, plans=plans)
+        except Exception as exc:  # noqa: BLE001 -- the grader's own failure on one student: theirs to review
+            why = untrusted.clean_text(f"{type(exc).__name__}: {exc}")[:300]
+            return Graded(entry.student, "grader-error", "flagged",
+                          f"flagged for review: the grader failed on this submission ({why}); not the student's "
+                          "doing; grading again will retry it", failed_results(assignment.tests, "the grader failed"),
+                          round(time.perf_counter() - t0, 2), None, {}, machinery=True)
         finally:
             slots.put(slot)
 
@@ -292,41 +573,51 @@ def grade(assignment_dir: str | Path, submissions: str | Path, out: str | Path, 
         from tqdm import tqdm
         bar = tqdm(total=len(todo), unit="submission", desc=assignment.name, file=sys.stderr)
     timings = []
+
+    def done(g: Graded) -> None:
+        row = _record(gb, assignment, tests_digest, g, out, secrets)
+        timings.append({"student": g.student, "seconds": g.seconds, **g.timings, "grader_failed": g.machinery})
+        msg = f"{g.student}: {row['score']:g}/{row['max_score']:g} {row['status']}" + \
+            (f" ({row['reason'][:100]})" if row["reason"] else "")
+        if bar is not None:
+            bar.write(msg)
+            bar.update(1)
+        else:
+            echo(msg)
+
     try:
-        with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
-            futures = {pool.submit(task, f): f for f in todo}
+        for g in invalid_now:
+            done(g)
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            futures = {pool.submit(task, e): e for e in todo}
             for fut in as_completed(futures):
-                g = fut.result()  # an exception here is the grader's own failure: let it surface
-                gb.record(assignment.name, g.student, g.digest, tests_digest, g.status, g.reason,
-                          assignment.max_score, g.seconds, g.results)
-                row = gb.submission(assignment.name, g.student)
-                (out / "feedback" / f"{g.student}.html").write_text(
-                    fb.render_feedback(assignment.name, row, gb.results(assignment.name, g.student), g.executed))
-                timings.append({"student": g.student, "seconds": g.seconds, **g.timings})
-                msg = f"{g.student}: {row['score']:g}/{row['max_score']:g} {g.status}" + \
-                    (f" ({g.reason[:100]})" if g.reason else "")
-                if bar is not None:
-                    bar.write(msg)
-                    bar.update(1)
-                else:
-                    echo(msg)
+                try:
+                    g = fut.result()
+                    done(g)
+                except Exception as exc:  # noqa: BLE001 -- recording failed twice: keep going, say so
+                    echo(f"{futures[fut].student}: could not be recorded ({type(exc).__name__}: {exc})")
     finally:
         if bar is not None:
             bar.close()
-        shutil.rmtree(workroot, ignore_errors=True)
-    rows = _write_outputs(gb, assignment, out)
-    wall = round(time.perf_counter() - start, 2)
-    counts = {s: sum(r["status"] == s for r in rows) for s in STATUSES}
-    summary = {"assignment": assignment.name, "submissions": len(students), "graded_now": len(todo),
-               "skipped": skipped, "seconds": wall,
-               "seconds_per_submission": round(wall / len(todo), 2) if todo else None,
-               "workers": workers, "sandbox": sandbox, "statuses": counts,
-               "mean_score": round(sum(r["score"] for r in rows) / len(rows), 3) if rows else None,
-               "max_score": assignment.max_score, "timings": timings,
-               "grades_csv": str(out / "grades.csv"), "lms_csv": str(out / "lms.csv"),
-               "gradebook": str(gb.path), "feedback": str(out / "feedback")}
-    gb.close()
-    (out / "summary.json").write_text(json.dumps(summary, indent=2))
+        os.close(lock)
+        untrusted.remove_tree(workroot)
+        rows = _write_outputs(gb, assignment, out)
+        wall = round(time.perf_counter() - start, 2)
+        counts = {s: sum(r["status"] == s for r in rows) for s in STATUSES}
+        n_now = len(todo) + len(invalid_now)
+        summary = {"assignment": assignment.name, "submissions": len(entries), "graded_now": n_now,
+                   "skipped": skipped, "seconds": wall,
+                   "seconds_per_submission": round(wall / len(todo), 2) if todo else None,
+                   "workers": workers, "sandbox": sandbox, "statuses": counts,
+                   "mean_score": round(sum(r["score"] for r in rows) / len(rows), 3) if rows else None,
+                   "max_score": assignment.max_score, "timings": timings,
+                   "retried": sum(1 for t in timings if t.get("attempts", 1) > 1),
+                   "grader_failures": sum(1 for t in timings if t["grader_failed"]),
+                   "slots": slots.numbers,
+                   "grades_csv": str(out / "grades.csv"), "lms_csv": str(out / "lms.csv"),
+                   "gradebook": str(gb.path), "feedback": str(out / "feedback")}
+        gb.close()
+        (out / "summary.json").write_text(json.dumps(summary, indent=2))
     echo(f"done in {wall:.1f} s: " + ", ".join(f"{n} {s}" for s, n in counts.items() if n) +
          f"; grades: {out / 'grades.csv'}")
     return summary

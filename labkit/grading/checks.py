@@ -2,8 +2,9 @@
 
 Two users:
 
-- the grader runs ``python -m labkit.grading.checks`` as a **fresh process of its own** (never the
-  student's kernel). It reads ``{"tests": [...], "values": {...raw JSON text...}}`` on stdin,
+- the grader runs this module as a **fresh, isolated process of its own** (``python -I``, from a
+  neutral folder: never the student's kernel, never the student's files on its import path). It
+  reads ``{"tests": [...], "values": {question: [exported payloads]}}`` on stdin,
   decodes the values strictly into plain Python/numpy types, runs every test, and prints one
   JSON list of results. Student code never runs here: an exported value is only ever a number,
   string, list, dict or numeric array, so an object whose ``__eq__`` always says True, or a
@@ -28,6 +29,10 @@ class BadValue(ValueError):
     """An exported value that is not plain data."""
 
 
+MAX_DIMS = 32
+MAX_ITEMS = 5_000_000
+
+
 def decode(obj, depth: int = 0):
     """The plain value behind an exported JSON object; raises BadValue for anything odd."""
     if depth > 25:
@@ -42,48 +47,71 @@ def decode(obj, depth: int = 0):
             return {str(k): decode(v, depth + 1) for k, v in inner.items()}
         if tag == "__float__" and inner in ("nan", "inf", "-inf"):
             return float(inner)
-        if tag == "__bigint__" and type(inner) is str and len(inner) < 400:
+        if tag == "__bigint__" and type(inner) is str and 0 < len(inner) < 400 \
+                and inner.lstrip("-").isdigit() and inner.isascii():
             return int(inner)
         if tag == "__unsupported__":
             raise BadValue(f"it is a {str(inner)[:80]}, which the grader cannot receive "
                            "(export numbers, strings, lists, dicts or numeric numpy arrays)")
         if tag == "__ndarray__" and type(inner) is dict:
-            dtype = np.dtype(str(inner.get("dtype")))
-            if dtype.kind not in ALLOWED_DTYPES or dtype.hasobject:
-                raise BadValue(f"array dtype {dtype} is not numeric")
-            shape = tuple(int(s) for s in inner.get("shape", []))
-            data = inner.get("data", [])
-            if dtype.kind == "c":
-                re_, im = (np.asarray(d, dtype=np.float64) for d in data)
-                arr = (re_ + 1j * im).astype(dtype)
-            else:
-                data = [float(x) if type(x) is str and x in ("nan", "inf", "-inf") else x for x in data]
-                if not all(type(x) in (bool, int, float) for x in data):
-                    raise BadValue("array data is not numeric")
-                arr = np.asarray(data, dtype=dtype)
-            if arr.size != math.prod(shape):
-                raise BadValue("array shape does not match its data")
-            return arr.reshape(shape)
+            return _array(inner)
     raise BadValue(f"unexpected {type(obj).__name__} in the exported values")
 
 
-def load_values(texts: list[str]) -> tuple[dict, dict]:
-    """Merge exported value files -> (values, errors).
+def _array(inner: dict):
+    try:
+        dtype = np.dtype(str(inner.get("dtype"))[:16])
+    except (TypeError, ValueError, SyntaxError) as exc:
+        raise BadValue(f"array dtype {str(inner.get('dtype'))[:20]!r} is not a dtype") from exc
+    if dtype.kind not in ALLOWED_DTYPES or dtype.hasobject or dtype.subdtype is not None or dtype.fields:
+        raise BadValue(f"array dtype {dtype} is not numeric")
+    shape = inner.get("shape", [])
+    if type(shape) is not list or len(shape) > MAX_DIMS or \
+            not all(type(s) is int and 0 <= s <= MAX_ITEMS for s in shape) or math.prod(shape) > MAX_ITEMS:
+        raise BadValue("array shape is not a short list of sizes")
+    data = inner.get("data", [])
+    if type(data) is not list:
+        raise BadValue("array data is not a list")
+    try:
+        if dtype.kind == "c":
+            if len(data) != 2 or not all(type(d) is list for d in data):
+                raise BadValue("complex array data is not [real, imag]")
+            re_, im = (np.asarray([_number(x) for x in d], dtype=np.float64) for d in data)
+            arr = (re_ + 1j * im).astype(dtype)
+        else:
+            arr = np.asarray([_number(x) for x in data], dtype=dtype)
+    except (OverflowError, ValueError, TypeError) as exc:
+        raise BadValue(f"array data does not fit its dtype {dtype} ({str(exc)[:80]})") from exc
+    if arr.size != math.prod(shape):
+        raise BadValue("array shape does not match its data")
+    return arr.reshape(shape)
 
-    The earliest file that holds a good value for a name wins (the export right after the
-    question's tests, as if the tests ran there); later files only fill in names that were
+
+def _number(x):
+    if type(x) is str and x in ("nan", "inf", "-inf"):
+        return float(x)
+    if type(x) not in (bool, int, float):
+        raise BadValue("array data is not numeric")
+    return x
+
+
+def load_values(texts: list) -> tuple[dict, dict]:
+    """Merge exported payloads (dicts, or JSON texts of them) -> (values, errors).
+
+    The earliest payload that holds a good value for a name wins (the export right after the
+    question's tests, as if the tests ran there); later ones only fill in names that were
     missing or raised an error there (e.g. an answer cell moved below its tests).
     """
     values, errors = {}, {}
     for text in texts:
         try:
-            entries = json.loads(text)["values"]
-        except Exception:  # noqa: BLE001 -- a broken file counts as no file
+            entries = (json.loads(text) if isinstance(text, str) else text)["values"]
+        except Exception:  # noqa: BLE001 -- a broken payload counts as no payload
             continue
         if type(entries) is not dict:
             continue
         for name, entry in entries.items():
-            if type(entry) is not dict:
+            if type(entry) is not dict or type(name) is not str:
                 continue
             if name in values:
                 continue
@@ -91,8 +119,8 @@ def load_values(texts: list[str]) -> tuple[dict, dict]:
                 try:
                     values[name] = decode(entry["value"])
                     errors.pop(name, None)
-                except (BadValue, ValueError, TypeError) as exc:
-                    errors[name] = f"{name} could not be received: {exc}"
+                except Exception as exc:  # noqa: BLE001 -- BadValue, and anything numpy raises on odd input
+                    errors[name] = f"{name} could not be received: {str(exc)[:300]}"
             else:
                 errors[name] = f"computing {name} raised {str(entry.get('error'))[:300]}"
     return values, errors
@@ -198,6 +226,11 @@ def grade_values(tests: list[dict], value_texts: dict[str, list[str]], per_test_
 
 
 def main() -> int:
+    """The grader's test process: a job on stdin, one JSON list of results on stdout."""
+    import resource
+
+    limit = 8 * 1024 ** 3  # the values come from student code: bound what decoding them may take
+    resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
     job = json.loads(sys.stdin.read())
     results = grade_values(job["tests"], job["values"], job.get("per_test_seconds", 20))
     sys.stdout.write(json.dumps(results) + "\n")

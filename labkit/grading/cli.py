@@ -41,7 +41,7 @@ def cmd_grade(args) -> int:
         summary = batch.grade(args.assignment, args.submissions, args.out, workers=args.workers,
                               force=args.force, sandbox=not args.unsafe_no_sandbox, progress=not args.no_progress,
                               gradebook=args.gradebook)
-    except (authoring.AuthoringError, SandboxUnavailable, FileNotFoundError) as exc:
+    except (authoring.AuthoringError, SandboxUnavailable, OSError) as exc:
         print(f"labkit grade: {exc}", file=sys.stderr)
         return 2
     if args.json:
@@ -64,13 +64,15 @@ def register(subparsers) -> None:
 
     p = subparsers.add_parser(
         "grade", help="grade SUBMISSIONS/<student_id>/<notebook>.ipynb in a sandbox into a SQLite gradebook",
-        description="Run each submission with papermill in a sandbox (no network, unprivileged user, limits), "
-        "run the visible and hidden tests in the grader's own process, and write: OUT/grades.csv "
+        description="Run each submission's kernel in a sandbox (no network, unprivileged user, per-process and "
+        "whole-sandbox limits), driven from outside by the grader's notebook client; run the visible and hidden "
+        "tests in the grader's own process, and write: OUT/grades.csv "
         "(student_id,score,max_score,status,reason), OUT/lms.csv (student_id,assignment,points,"
         "points_possible,percent,status,comment), OUT/summary.json, OUT/feedback/<student_id>.html and "
         "OUT/gradebook.sqlite (tables submissions, results, overrides). Statuses: graded, timeout, crashed, "
-        "invalid, flagged. Unchanged submissions are not re-run (use --force). Exit status is non-zero only "
-        "when the grader itself fails.")
+        "invalid, flagged. A failure of the grading machinery is retried (3 attempts) and never charged as a "
+        "timeout. Unchanged submissions are not re-run (use --force). Exit status is non-zero only when the "
+        "grader itself can't start; whatever a submission does, the batch finishes and writes every output.")
     p.add_argument("assignment", help="the assignment folder (holds the source notebook and hidden tests)")
     p.add_argument("submissions", help="folder of <student_id>/<notebook>.ipynb")
     p.add_argument("--out", required=True, help="output folder")

@@ -1,12 +1,15 @@
-"""Inside the sandbox: export the graded values as plain JSON, and notice tampering.
+"""Inside the sandbox: compute the graded values and send them back as plain JSON; notice tampering.
 
-The grader appends small cells to the student's notebook that call :func:`dump`. It evaluates
-the names and ``# uses:`` expressions the tests need in the student's namespace, and writes
-them as JSON (numbers, strings, lists, dicts, numpy arrays as ``{"__ndarray__": ...}``) to
-``.labkit/values/<question>.json``. Nothing here is trusted by the grader: student code could
-patch this module or write those files itself. It only ever controls *its own answers*; the
-grader decodes them strictly into plain types (so no ``__eq__`` trick survives) and runs the
-tests in its own process.
+The grader's notebook client (outside the sandbox, :mod:`labkit.grading.client`) asks the student's
+kernel for each question's values right after the question's tests would have run, and once more
+at the end. Each request is a Jupyter ``user_expressions`` call of :func:`export` with an *export
+plan* (:mod:`labkit.grading.plans`): the student's names to read, and operations on them with plain
+inputs (never a test's text). The values travel back inside the kernel's ``execute_reply`` on the
+shell channel, to the client directly: nothing is written to a file that later cells could rewrite.
+
+Nothing here is trusted by the grader: student code could patch this module or answer for it. It
+only ever controls *its own answers*; the grader decodes them strictly into plain types (so no
+``__eq__`` trick survives) and runs the tests in its own process.
 
 :func:`guard_start` / :func:`guard_report` are a best-effort tripwire for monkeypatching
 (builtins, numpy, IPython hooks, tracing); what they find makes the submission ``flagged``.
@@ -16,12 +19,11 @@ from __future__ import annotations
 import builtins
 import json
 import math
-import os
+import operator
 import sys
 import types
 
 MAX_ITEMS = 5_000_000   # array elements / list items exported per value
-VALUES_DIR = os.path.join(".labkit", "values")
 
 
 def encode(value, depth: int = 0):
@@ -59,18 +61,75 @@ def encode(value, depth: int = 0):
     return {"__unsupported__": f"{mod}.{type(value).__qualname__}"}
 
 
-def dump(question: str, expressions: dict[str, str], namespace: dict, final: bool = False) -> None:
-    """Evaluate each ``name -> expression`` in ``namespace`` and write the values as JSON."""
-    values = {}
-    for name, expr in expressions.items():
+def evaluate(plan, namespace: dict):
+    """Run an export plan (see :mod:`labkit.grading.plans`) in the student's namespace."""
+    if "v" in plan:
+        from labkit.grading.checks import decode
+
+        return decode(plan["v"])
+    if "name" in plan and len(plan) == 1:
         try:
-            values[name] = {"value": encode(eval(expr, namespace))}  # noqa: S307 (student's own code)
+            return namespace[plan["name"]]
+        except KeyError:
+            raise NameError(f"name {plan['name']!r} is not defined") from None
+    if "ref" in plan:
+        import importlib
+
+        module, _, attr = plan["ref"].rpartition(".")
+        return getattr(importlib.import_module(module), attr)
+    if "attr" in plan:
+        return getattr(evaluate(plan["attr"], namespace), plan["name"])
+    if "item" in plan:
+        return evaluate(plan["item"], namespace)[evaluate(plan["key"], namespace)]
+    if "slice" in plan:
+        return slice(*(None if p is None else evaluate(p, namespace) for p in plan["slice"]))
+    if "call" in plan:
+        fn = evaluate(plan["call"], namespace)
+        return fn(*(evaluate(a, namespace) for a in plan["args"]),
+                  **{k: evaluate(v, namespace) for k, v in plan["kw"].items()})
+    if "op" in plan:
+        args = [evaluate(a, namespace) for a in plan["args"]]
+        if plan["op"] == "not_contains":
+            return not operator.contains(*args)
+        return getattr(operator, plan["op"])(*args)
+    for kind, make in (("tuple", tuple), ("list", list), ("set", set)):
+        if kind in plan:
+            return make(evaluate(e, namespace) for e in plan[kind])
+    if "dict" in plan:
+        return {evaluate(k, namespace): evaluate(v, namespace) for k, v in plan["dict"]}
+    if "eval" in plan:  # a visible test's expression that the grader could not split (students have it)
+        return eval(plan["eval"], namespace)  # noqa: S307
+    raise ValueError("unknown export plan")
+
+
+def values(plans: dict, namespace: dict) -> dict:
+    """Each ``name -> plan`` evaluated and encoded: ``{name: {"value": ...} | {"error": "..."}}``."""
+    out = {}
+    for name, plan in plans.items():
+        try:
+            out[name] = {"value": encode(evaluate(plan, namespace))}
         except BaseException as exc:  # noqa: BLE001 -- any failure becomes a message for the test
-            values[name] = {"error": f"{type(exc).__name__}: {exc}"[:500]}
-    os.makedirs(VALUES_DIR, exist_ok=True)
-    path = os.path.join(VALUES_DIR, ("final-" if final else "") + f"{question}.json")
-    with open(path, "w") as fh:
-        json.dump({"question": question, "values": values}, fh)
+            out[name] = {"error": f"{type(exc).__name__}: {exc}"[:500]}
+    return out
+
+
+class Exported:
+    """What a ``user_expressions`` export returns: IPython sends ``_repr_json_`` back to the client."""
+
+    def __init__(self, payload: dict):
+        self.payload = payload
+
+    def _repr_json_(self):
+        return self.payload
+
+    def __repr__(self) -> str:
+        return "<labkit export>"
+
+
+def export(plan_text: str, namespace: dict) -> Exported:
+    """One question's values: ``{"question": q, "values": {name: {"value"|"error": ...}}}``."""
+    job = json.loads(plan_text)
+    return Exported({"question": job["question"], "values": values(job["values"], namespace)})
 
 
 # --- tripwire -----------------------------------------------------------------------------------
@@ -85,17 +144,24 @@ def _watched():
     if np is not None:
         for name in ("allclose", "isclose", "array_equal", "asarray", "array", "testing"):
             watched[f"numpy.{name}"] = getattr(np, name, None)
-    watched["json.dump"] = json.dump
-    watched["labkit.export.dump"] = dump
-    watched["labkit.export.encode"] = encode
+    watched["json.loads"] = json.loads
+    for name in ("export", "finish", "values", "evaluate", "encode", "guard_report"):
+        watched[f"labkit.grading.export.{name}"] = globals()[name]
+    watched["sys.modules[labkit.grading.export]"] = sys.modules.get(__name__)
+    for name in ("attrgetter", "contains", "add", "eq"):
+        watched[f"operator.{name}"] = getattr(operator, name)
     return watched
 
 
 def _hooks() -> dict:
     hooks = {"sys.settrace": sys.gettrace() is not None, "sys.setprofile": sys.getprofile() is not None}
     try:
-        ip = get_ipython()  # noqa: F821 -- defined inside IPython
-    except NameError:
+        from IPython import get_ipython
+
+        ip = get_ipython()
+    except ImportError:
+        ip = None
+    if ip is None:
         return hooks
     for event, callbacks in ip.events.callbacks.items():
         hooks[f"ipython.events.{event}"] = len(callbacks)
@@ -132,10 +198,7 @@ def guard_report() -> list[str]:
     return found
 
 
-def finish(namespace: dict, exports: dict[str, dict[str, str]]) -> None:
-    """The grader's last cell: export every question again and write the tripwire's report."""
-    for question, expressions in exports.items():
-        dump(question, expressions, namespace, final=True)
-    os.makedirs(VALUES_DIR, exist_ok=True)
-    with open(os.path.join(VALUES_DIR, "guard.json"), "w") as fh:
-        json.dump({"tamper": guard_report()}, fh)
+def finish(plans_text: str, namespace: dict) -> Exported:
+    """The last request: every question's values again, and the tripwire's report."""
+    jobs = json.loads(plans_text)
+    return Exported({"questions": {q: values(p, namespace) for q, p in jobs.items()}, "tamper": guard_report()})

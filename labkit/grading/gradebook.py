@@ -12,9 +12,12 @@ submission and test digests are unchanged (idempotent) and grades the rest.
 """
 from __future__ import annotations
 
+import math
 import sqlite3
 import time
 from pathlib import Path
+
+from labkit.grading.untrusted import clean_text
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS submissions (
@@ -104,17 +107,23 @@ class Gradebook:
     # --- writing ---------------------------------------------------------------------------
     def record(self, assignment: str, student: str, submission_digest: str, tests_digest: str,
                status: str, reason: str, max_score: float, seconds: float, results: list[dict]) -> None:
-        """Replace this submission's rows in one transaction (overrides are left alone)."""
+        """Replace this submission's rows in one transaction (overrides are left alone).
+
+        Text is made valid Unicode first (lone surrogates from a student's folder name or output
+        would make SQLite refuse the row); a non-finite number becomes 0."""
+        student, status, reason = clean_text(student), clean_text(status), clean_text(reason)
+        num = lambda x: float(x) if math.isfinite(float(x)) else 0.0  # noqa: E731
         with self._transaction():
             self.db.execute("DELETE FROM results WHERE assignment=? AND student_id=?", (assignment, student))
             self.db.executemany(
                 "INSERT INTO results VALUES (?,?,?,?,?,?,?,?,?)",
-                [(assignment, student, r["test_id"], r["question"], int(r["hidden"]), int(r["passed"]),
-                  float(r["points"]), float(r["max_points"]), r["message"]) for r in results])
+                [(assignment, student, clean_text(str(r["test_id"])), clean_text(str(r["question"])),
+                  int(bool(r["hidden"])), int(bool(r["passed"])), num(r["points"]), num(r["max_points"]),
+                  clean_text(str(r["message"]))) for r in results])
             self.db.execute(
                 "INSERT OR REPLACE INTO submissions VALUES (?,?,?,?,?,?,?,?,?)",
-                (assignment, student, submission_digest, tests_digest, status, reason, float(max_score),
-                 time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), float(seconds)))
+                (assignment, student, submission_digest, tests_digest, status, reason, num(max_score),
+                 time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), num(seconds)))
 
     def set_override(self, assignment: str, student: str, test_id: str, points: float, note: str = "") -> None:
         """A person's score for one test; it survives every re-grade until cleared."""

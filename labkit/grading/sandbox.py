@@ -2,20 +2,23 @@
 
 What the sandboxed process sees and may do:
 
-- its **own working folder** (mounted read-write at ``/sandbox``) holding only the prepared
-  submission, and the assignment's allowed data files (``"data"`` in ``assignment.json``),
-  each read-only at the same relative path under ``/sandbox``;
+- its **own working folder** at ``/sandbox``: for a student's kernel, a private size-limited tmpfs
+  (nothing it writes ever lands on the host's disk, and it vanishes with the sandbox), holding the
+  assignment's allowed data files (``"data"`` in ``assignment.json``), each read-only at the same
+  relative path; for :func:`run`, a host folder given by the caller;
+- for a kernel, ``/run/kernel``: the folder of its ZMQ ``ipc`` sockets and connection file, through
+  which the grader's notebook client (outside, :mod:`labkit.grading.client`) talks to it;
 - read-only: ``/usr``, ``/etc``, the Python installation, the virtual environment and the
   ``labkit`` package; a private ``/tmp``. Nothing else of the host: not the repository (so not
   the hidden tests), not the gradebook, not the other submissions, not ``/root``;
-- **no network**: its own network namespace holding only a loopback interface (the kernel and
-  papermill talk over it);
+- **no network**: its own network namespace holding only a loopback interface;
 - its own PID namespace (it cannot see or signal host processes; killing it kills all of it);
-- an **unprivileged user** (``labkit-sandbox<N>``, one per concurrent slot, created on first use),
-  no capabilities, ``no_new_privs``;
-- **limits** (``prlimit``, inherited by every process inside): CPU seconds, address space, number
-  of processes/threads of its user, file size, open files; per-slot cgroups (CPU quota, pids)
-  where the machine allows; the grader enforces the wall time and kills the whole session.
+- an **unprivileged user** (``labkit-sandbox<N>``, one per slot, created on first use; a grader
+  locks its slots, :mod:`labkit.grading.slots`), no capabilities, ``no_new_privs``;
+- **limits**: ``prlimit`` per process (CPU seconds, address space, processes of its user, file
+  size, open files), and per slot a cgroup for the whole sandbox (memory of all its processes
+  together, process count, a CPU quota: :mod:`labkit.grading.cgroups`) where the machine allows,
+  else a memory watchdog; the grader enforces the wall time and kills the whole session.
 
 Needs root (to mount, and to switch users) and ``bwrap`` (Debian package ``bubblewrap``).
 """
@@ -29,11 +32,13 @@ import subprocess
 import sys
 import sysconfig
 import tempfile
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import labkit
+from labkit.grading import cgroups
 
 USER_PREFIX = "labkit-sandbox"
 
@@ -53,6 +58,18 @@ class Limits:
     max_disk_mb: int = 512      # the working folder (watched), and the private /tmp (a sized tmpfs)
     max_files: int = 10_000     # files and folders in the working folder
     cpus: float | None = None   # CPU cores this sandbox may use at most (a cgroup quota)
+
+    @property
+    def tmpfs_bytes(self) -> int:
+        """The size of the kernel's working-folder tmpfs: a little over the limit the watchdog enforces,
+        so that the watchdog sees it crossed (and says so) before the tmpfs is full."""
+        return (self.max_disk_mb + max(16, self.max_disk_mb // 8)) * 1024 * 1024
+
+    @property
+    def sandbox_memory_bytes(self) -> int:
+        """The whole sandbox's memory bound (its cgroup): its processes plus its RAM-backed folders
+        (the working folder, /tmp and /dev/shm are tmpfs, charged to the same cgroup)."""
+        return (self.memory_mb + 64) * 1024 * 1024 + self.tmpfs_bytes + self.max_disk_mb * 1024 * 1024
 
     @classmethod
     def from_settings(cls, s: dict) -> "Limits":
@@ -82,19 +99,19 @@ def available() -> str | None:
     return None
 
 
-def self_test(limits: Limits | None = None) -> None:
+def self_test(slot: int = 0, limits: Limits | None = None) -> None:
     """Start Python with the grading modules inside a sandbox once; raise if that fails.
 
     A sandbox that cannot start Python (a folder it needs not mounted, a broken user set-up) would
-    otherwise fail every submission as "crashed": a grader fault blamed on students. Costs about
-    half a second per batch.
+    otherwise fail every submission: a grader fault blamed on students. Costs about half a second
+    per batch.
     """
     limits = limits or Limits(wall_seconds=60)
     with tempfile.TemporaryDirectory(prefix="labkit-selftest-") as tmp:
         work = Path(tmp) / "work"
         work.mkdir()
-        probe = "import labkit.grading.execute, papermill, nbformat; print('labkit-sandbox-ok')"
-        outcome = run(work, [sys.executable, "-c", probe], 0, limits)
+        probe = f"import labkit.grading.export, {KERNEL_MODULE}, zmq; print('labkit-sandbox-ok')"
+        outcome = run(work, [sys.executable, "-I", "-c", probe], slot, limits)
     if outcome.returncode != 0 or "labkit-sandbox-ok" not in outcome.stdout:
         tail = "\n".join(outcome.stdout.strip().splitlines()[-5:])
         raise SandboxUnavailable(f"the sandbox could not start Python with labkit (exit {outcome.returncode}); "
@@ -131,14 +148,32 @@ def _read_only_roots() -> list[str]:
     return sorted(roots, key=lambda p: (p.count(os.sep), p))
 
 
-def command(workdir: Path, argv: list[str], uid: int, gid: int, data: dict[str, Path] | None = None,
-            limits: Limits | None = None) -> list[str]:
-    """The bwrap + setpriv command line that runs ``argv`` inside the sandbox."""
+KERNEL_DIR = "/run/kernel"      # where the kernel's sockets and connection file are, inside the sandbox
+KERNEL_MODULE = "labkit.kernel"  # ipykernel without TensorFlow's start-up lines (labkit.quiet)
+
+
+def kernel_argv(conn_dir: str = KERNEL_DIR) -> list[str]:
+    """The kernel the sandbox runs: this Python, isolated mode, its connection file in ``conn_dir``
+    (``/run/kernel`` inside the sandbox)."""
+    return [sys.executable, "-I", "-Xfrozen_modules=off", "-m", KERNEL_MODULE, "-f", f"{conn_dir}/kernel.json",
+            "--HistoryManager.enabled=False", "--IPKernelApp.quiet=True"]
+
+
+def command(workdir: Path | None, argv: list[str], uid: int, gid: int, data: dict[str, Path] | None = None,
+            limits: Limits | None = None, ipc: Path | None = None, info_fd: bool = False) -> list[str]:
+    """The bwrap + setpriv command line that runs ``argv`` inside the sandbox.
+
+    ``workdir`` None gives the sandbox a private tmpfs as its working folder (the kernel's case);
+    ``ipc`` binds that host folder at ``/run/kernel``; ``info_fd`` asks bwrap for its child's PID on
+    the file descriptor the caller puts in place of ``{info_fd}``.
+    """
     limits = limits or Limits()
     cmd = ["bwrap", "--die-with-parent", "--new-session",
            "--unshare-net", "--unshare-pid", "--unshare-ipc", "--unshare-uts", "--unshare-cgroup-try",
-           "--hostname", "sandbox",
-           "--ro-bind", "/usr", "/usr", "--ro-bind", "/etc", "/etc"]
+           "--hostname", "sandbox"]
+    if info_fd:
+        cmd += ["--info-fd", "{info_fd}"]
+    cmd += ["--ro-bind", "/usr", "/usr", "--ro-bind", "/etc", "/etc"]
     for link in ("bin", "sbin", "lib", "lib64", "lib32", "libx32"):
         target = Path("/") / link
         if target.is_symlink():
@@ -151,7 +186,7 @@ def command(workdir: Path, argv: list[str], uid: int, gid: int, data: dict[str, 
             "--tmpfs", "/tmp",
             # a small private /dev/shm: joblib (imported by TensorFlow, via scikit-learn) wants semaphores there
             "--perms", "1777", "--size", str(64 * 1024 * 1024), "--tmpfs", "/dev/shm"]
-    made = {"/", "/usr", "/etc", "/tmp", "/proc", "/dev", "/sandbox"}
+    made = {"/", "/usr", "/etc", "/tmp", "/proc", "/dev", "/sandbox", "/run", KERNEL_DIR}
     for root in _read_only_roots():
         parts = Path(root).parts
         for i in range(2, len(parts)):
@@ -161,105 +196,101 @@ def command(workdir: Path, argv: list[str], uid: int, gid: int, data: dict[str, 
                 made.add(parent)
         cmd += ["--ro-bind", root, root]
         made.add(root)
-    cmd += ["--bind", str(workdir), "/sandbox"]
+    if workdir is None:
+        cmd += ["--perms", "1777", "--size", str(limits.tmpfs_bytes), "--tmpfs", "/sandbox"]
+    else:
+        cmd += ["--bind", str(workdir), "/sandbox"]
     for rel, src in (data or {}).items():  # read-only, at the same relative path as in the assignment
         cmd += ["--ro-bind", str(src), f"/sandbox/{rel}"]
+    if ipc is not None:
+        cmd += ["--perms", "0755", "--dir", str(Path(KERNEL_DIR).parent), "--bind", str(ipc), KERNEL_DIR]
     cmd += ["--chdir", "/sandbox", "--clearenv",
             "--setenv", "PATH", f"{sys.prefix}/bin:/usr/bin:/bin", "--setenv", "HOME", "/tmp",
             "--setenv", "LANG", "C.UTF-8", "--setenv", "PYTHONDONTWRITEBYTECODE", "1",
             "--setenv", "JUPYTER_RUNTIME_DIR", "/tmp/jupyter", "--setenv", "IPYTHONDIR", "/tmp/ipython",
             "--setenv", "MPLCONFIGDIR", "/tmp/matplotlib", "--setenv", "MPLBACKEND", "agg",
             "--setenv", "TF_CPP_MIN_LOG_LEVEL", "2", "--setenv", "VIRTUAL_ENV", sys.prefix,
-            "--setenv", "JUPYTER_PLATFORM_DIRS", "1",
+            "--setenv", "JUPYTER_PLATFORM_DIRS", "1", "--setenv", "PYDEVD_DISABLE_FILE_VALIDATION", "1",
             "--cap-add", "CAP_SETUID", "--cap-add", "CAP_SETGID",  # only for setpriv, dropped below
             "--", "setpriv", f"--reuid={uid}", f"--regid={gid}", "--clear-groups", "--no-new-privs",
             "--inh-caps=-all", "--bounding-set=-all", "--"]
     return cmd + argv
 
 
-CGROUP_V1 = Path("/sys/fs/cgroup")
+@dataclass
+class SlotSetup:
+    """What a run in one slot needs: its user, the cgroup files to join, and how memory is bounded."""
+
+    uid: int
+    gid: int
+    joins: list[Path]
+    group: "cgroups.SlotGroup | None"
+    memory_dir: Path | None     # the slot's memory cgroup (None: the watchdog bounds memory)
 
 
-def slot_cgroups(slot: int, limits: Limits) -> list[Path]:
-    """Per-slot cgroups (CPU quota, process count) where the machine lets us; [] elsewhere.
-
-    They keep a fork bomb or a busy loop in one slot from starving the submission graded in the
-    other slot: each slot gets at most ``limits.cpus`` cores and ``max_processes`` tasks,
-    whatever the user ids. cgroup v1 (``cpu``, ``pids``) and v2 are both handled; failures are
-    silent because rlimits still apply.
-    """
-    joined = []
-    period = 100_000
-    quota = int(period * limits.cpus) if limits.cpus else -1
-    v2 = CGROUP_V1 / "cgroup.controllers"
-    try:
-        if v2.exists():
-            group = CGROUP_V1 / f"labkit-slot{slot}"
-            group.mkdir(exist_ok=True)
-            (group / "pids.max").write_text(str(limits.max_processes)) if (group / "pids.max").exists() else None
-            if (group / "cpu.max").exists():
-                (group / "cpu.max").write_text(f"{quota if quota > 0 else 'max'} {period}")
-            joined.append(group / "cgroup.procs")
-            return joined
-        for controller, settings in (("cpu", {"cpu.cfs_period_us": period, "cpu.cfs_quota_us": quota}),
-                                     ("pids", {"pids.max": limits.max_processes})):
-            group = CGROUP_V1 / controller / f"labkit-slot{slot}"
-            if not group.parent.is_dir():
-                continue
-            group.mkdir(exist_ok=True)
-            for name, value in settings.items():
-                (group / name).write_text(str(value))
-            joined.append(group / "tasks")
-    except OSError:
-        pass
-    return joined
+def prepare_slot(slot: int, limits: Limits) -> SlotSetup:
+    """The slot's user (created if missing) and a fresh cgroup with this run's limits (where possible)."""
+    uid, gid = ensure_user(slot)
+    lay = cgroups.layout()
+    if lay is not None:
+        group = cgroups.SlotGroup(slot, lay)
+        try:
+            joins = group.setup(limits.sandbox_memory_bytes, limits.max_processes, limits.cpus)
+            return SlotSetup(uid, gid, joins, group, group.memory_dir if lay.has_memory else None)
+        except OSError:
+            group.remove()
+    return SlotSetup(uid, gid, [], None, None)
 
 
-def limited(argv: list[str], limits: Limits, cgroups: list[Path] = (), nproc: bool = True) -> list[str]:
+def limited(argv: list[str], limits: Limits, cgroups_files: list[Path] = (), nproc: bool = True) -> list[str]:
     """``argv`` under rlimits (``prlimit``), inherited by bwrap, setpriv and everything they start,
-    after joining the slot's cgroups (a tiny ``sh``). No Python runs between fork and exec: the
-    grader is multi-threaded, where ``preexec_fn`` can deadlock."""
+    after joining the slot's cgroups (a tiny ``sh``; if a join fails, it exits 97 and nothing starts).
+    No Python runs between fork and exec: the grader is multi-threaded, where ``preexec_fn`` can deadlock."""
     mb = 1024 * 1024
     cmd = ["prlimit", f"--cpu={limits.cpu_seconds}", f"--as={limits.memory_mb * mb}",
            f"--fsize={limits.max_file_mb * mb}", f"--nofile={limits.max_open_files}", "--core=0"]
     if nproc:
         cmd.append(f"--nproc={limits.max_processes}")
     cmd += ["--", *argv]
-    if cgroups:
-        join = 'for t in "$@"; do [ "$t" = -- ] && break; echo $$ 2>/dev/null >"$t"; shift; done; shift; exec "$@"'
-        cmd = ["/bin/sh", "-c", join, "labkit-sandbox", *map(str, cgroups), "--", *cmd]
+    if cgroups_files:
+        join = ('for t in "$@"; do [ "$t" = -- ] && break; echo $$ 2>/dev/null >"$t" || exit 97; shift; done; '
+                'shift; exec "$@"')
+        cmd = ["/bin/sh", "-c", join, "labkit-sandbox", *map(str, cgroups_files), "--", *cmd]
     return cmd
 
 
 def run(workdir: Path, argv: list[str], slot: int, limits: Limits, data: dict[str, Path] | None = None,
         sandbox: bool = True, max_stdout: int = 200_000) -> Outcome:
-    """Run ``argv`` in the sandbox with ``workdir`` as ``/sandbox``; kill it at the wall limit."""
+    """Run ``argv`` in the sandbox with ``workdir`` as ``/sandbox``; kill it at the wall limit.
+
+    For commands of the grader's own (the self-test; tests). Student notebooks run through
+    :mod:`labkit.grading.client` instead, which starts :func:`command` with a private working folder.
+    """
+    setup = None
     if sandbox:
         reason = available()
         if reason:
             raise SandboxUnavailable(reason)
-        uid, gid = ensure_user(slot)
-        os.chown(workdir, uid, gid)
+        setup = prepare_slot(slot, limits)
+        os.chown(workdir, setup.uid, setup.gid)
         for path in workdir.rglob("*"):
-            os.chown(path, uid, gid, follow_symlinks=False)
+            os.chown(path, setup.uid, setup.gid, follow_symlinks=False)
         os.chmod(workdir, 0o700)
-        full = command(workdir, argv, uid, gid, data, limits)
+        full = command(workdir, argv, setup.uid, setup.gid, data, limits)
         cwd = None
     else:  # development without root: same process split, no isolation (the CLI says so loudly)
         full, cwd = argv, workdir
     start = time.perf_counter()
-    full = limited(full, limits, slot_cgroups(slot, limits) if sandbox else [], nproc=sandbox)
+    full = limited(full, limits, setup.joins if setup else [], nproc=sandbox)
     proc = subprocess.Popen(full, cwd=cwd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, start_new_session=True,  # killpg takes all of it
                             env=None if sandbox else {**os.environ, "PYTHONDONTWRITEBYTECODE": "1"})
     timed_out = False
     chunks, size = [], 0
-    # read in a thread so that a chatty sandbox can't block on a full pipe
-    import threading
 
-    def pump():
+    def pump():  # read in a thread so that a chatty sandbox can't block on a full pipe
         nonlocal size
-        for block in iter(lambda: proc.stdout.read(65536), b""):
+        for block in iter(lambda: proc.stdout.read1(65536), b""):
             size += len(block)
             chunks.append(block)
             while sum(map(len, chunks)) > max_stdout and len(chunks) > 1:
@@ -267,20 +298,24 @@ def run(workdir: Path, argv: list[str], slot: int, limits: Limits, data: dict[st
     reader = threading.Thread(target=pump, daemon=True)
     reader.start()
     deadline, disk_exceeded = start + limits.wall_seconds, False
-    while proc.poll() is None:  # the watchdog: wall time, and the working folder's size, every second
-        try:
-            proc.wait(timeout=max(0.01, min(1.0, deadline - time.perf_counter())))
-        except subprocess.TimeoutExpired:
-            timed_out = time.perf_counter() >= deadline
-            disk_exceeded = over_disk_limits(workdir, limits)
-            if timed_out or disk_exceeded:
-                try:
-                    os.killpg(proc.pid, signal.SIGKILL)  # bwrap dies; its PID namespace goes with it
-                except ProcessLookupError:
-                    pass
-                proc.wait()
-    disk_exceeded = disk_exceeded or over_disk_limits(workdir, limits)
-    reader.join(timeout=10)
+    try:
+        while proc.poll() is None:  # the watchdog: wall time, and the working folder's size, every second
+            try:
+                proc.wait(timeout=max(0.01, min(1.0, deadline - time.perf_counter())))
+            except subprocess.TimeoutExpired:
+                timed_out = time.perf_counter() >= deadline
+                disk_exceeded = over_disk_limits(workdir, limits)
+                if timed_out or disk_exceeded:
+                    try:
+                        os.killpg(proc.pid, signal.SIGKILL)  # bwrap dies; its PID namespace goes with it
+                    except ProcessLookupError:
+                        pass
+                    proc.wait()
+        disk_exceeded = disk_exceeded or over_disk_limits(workdir, limits)
+        reader.join(timeout=10)
+    finally:
+        if setup is not None and setup.group is not None:
+            setup.group.remove()
     text = b"".join(chunks)[-max_stdout:].decode("utf-8", "replace")
     return Outcome(returncode=proc.returncode, seconds=round(time.perf_counter() - start, 2),
                    timed_out=timed_out, stdout=text, disk_exceeded=disk_exceeded)
