@@ -27,9 +27,11 @@ def _worker_pids(folder: Path) -> list[int]:
     return [int(p.read_text()) for p in sorted(folder.glob("pid.*"))]
 
 
-def _assert_no_orphans(folder: Path, expected: int) -> None:
+def _assert_no_orphans(folder: Path, expected: int | None) -> None:
+    """No worker alive and no process left; ``expected`` workers had started (None: any number,
+    for a job stopped while its workers may still have been starting)."""
     pids = _worker_pids(folder)
-    assert len(pids) == expected, f"expected {expected} workers to have started, saw {pids}"
+    assert expected is None or len(pids) == expected, f"expected {expected} workers to have started, saw {pids}"
     deadline = time.monotonic() + 5
     while any(_alive(p) for p in pids) and time.monotonic() < deadline:
         time.sleep(0.1)
@@ -149,7 +151,9 @@ def test_timeout_stops_every_worker(tmp_path):
     assert info.value.reason == "timeout"
     assert "timeout" in str(info.value)
     assert time.monotonic() - start < 25 + 15, "teardown after the timeout took too long"
-    _assert_no_orphans(tmp_path, 2)
+    # On a loaded machine the workers may still be importing TensorFlow at 25 s: whether or not
+    # they got to run, none may survive (the subreaper makes any orphan a visible leftover).
+    _assert_no_orphans(tmp_path, None)
 
 
 def _interrupt_driver(tmp_path: Path, hogs: int = 0) -> tuple[int, str, float]:
